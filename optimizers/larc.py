@@ -1,0 +1,184 @@
+"""LARC: layer-wise adaptive rate control around any torch optimizer (OpenSeq2Seq semantics)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
+
+MODES = ("clip", "scale")
+
+
+class LARC(Optimizer):
+    r"""Wrap ``optimizer`` and rescale each tensor's gradient by a layer-wise factor before its step.
+
+    With :math:`\gamma` the learning rate of the tensor's group, :math:`\eta` = ``eta``:
+
+    .. math::
+        s = \begin{cases}
+        \min\!\Big(1, \max\!\big(\tfrac{\eta \lVert w \rVert}{\gamma (\lVert g \rVert + \epsilon)},
+            \text{min\_update}\big)\Big) & \text{clip (default): rate } \min(\gamma, \eta\lVert w\rVert/\lVert g\rVert) \\
+        \max\!\big(\tfrac{\eta \lVert w \rVert}{\lVert g \rVert + \epsilon}, \text{min\_update}\big)
+            & \text{scale (LARS-like)}
+        \end{cases}
+
+    and the inner optimizer steps on :math:`s \cdot g`. A tensor with :math:`\lVert w \rVert = 0` or
+    :math:`\lVert g \rVert = 0` keeps :math:`s = 1`, and so does every tensor of a parameter group
+    with ``layer_adaptation=False`` (the registry's policy puts biases and normalisation weights
+    there). The inner optimizer applies its own weight decay.
+
+    LARC writes :math:`s \cdot g` into ``p.grad`` — the one place in this package that rewrites
+    gradients — except for inner optimizers that offer ``step_with_grad_scale`` (``NovoGrad``),
+    which take :math:`s` and :math:`\lVert g \rVert^2` and fold them into their own passes.
+
+    The wrapper is a real ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are the
+    inner optimizer's own objects, so LR schedulers, ``state_dict``/``load_state_dict``,
+    ``zero_grad``, Lightning and ``torch.amp.GradScaler`` (which skips ``step`` on inf/NaN,
+    leaving all state untouched) work on it unchanged. Norms are float32 and never leave the
+    device during ``step()``.
+
+    Args:
+        optimizer: the inner optimizer.
+        eta: trust coefficient :math:`\eta`, default 0.002.
+        mode: ``"clip"`` (default) or ``"scale"``.
+        eps: :math:`\epsilon` added to the gradient norm, default 1e-7.
+        min_update: lower bound of :math:`s`, default 1e-7.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        eta: float = 0.002,
+        mode: str = "clip",
+        eps: float = 1e-7,
+        min_update: float = 1e-7,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"LARC wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if not eta > 0.0:
+            raise ValueError(f"Invalid eta value: {eta} (must be > 0)")
+        if mode not in MODES:
+            raise ValueError(f"Invalid LARC mode: {mode!r} (valid: {', '.join(MODES)})")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not min_update >= 0.0:
+            raise ValueError(f"Invalid min_update value: {min_update}")
+        self.optimizer = optimizer
+        defaults = dict(
+            larc_eta=eta, larc_mode=mode, larc_eps=eps, larc_min_update=min_update,
+            layer_adaptation=True,
+        )
+        super().__init__(optimizer.param_groups, defaults)
+        self._share_inner()
+
+    def _share_inner(self) -> None:
+        self.param_groups = self.optimizer.param_groups
+        self.state = self.optimizer.state
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group to the inner optimizer, with LARC's defaults filled in."""
+        if not any(param_group is group for group in self.optimizer.param_groups):
+            self.optimizer.add_param_group(param_group)
+            param_group = self.optimizer.param_groups[-1]
+        for key, value in self.defaults.items():
+            param_group.setdefault(key, value)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load through the inner optimizer (which knows its state's layout), then re-share."""
+        self.optimizer.load_state_dict(state_dict)
+        self._share_inner()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "optimizer": self.optimizer}
+
+    def __repr__(self) -> str:
+        group = self.param_groups[0]
+        return (
+            f"LARC(eta={group['larc_eta']}, mode={group['larc_mode']!r}, eps={group['larc_eps']}, "
+            f"min_update={group['larc_min_update']}) over {self.optimizer!r}"
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Evaluate ``closure`` once (if given), rescale gradients layer-wise, step the inner optimizer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scales: dict[Tensor, Tensor] = {}
+        sq_norms: dict[Tensor, Tensor] = {}
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            group_sq_norms, group_scales = larc_grad_scales(
+                params,
+                [p.grad for p in params],
+                lr=group["lr"],
+                eta=group["larc_eta"],
+                mode=group["larc_mode"],
+                eps=group["larc_eps"],
+                min_update=group["larc_min_update"],
+                adapt=group["layer_adaptation"],
+            )
+            scales.update(zip(params, group_scales))
+            sq_norms.update(zip(params, group_sq_norms))
+        fold = getattr(self.optimizer, "step_with_grad_scale", None)
+        if fold is not None:
+            fold(scales, sq_norms)
+        else:
+            if scales:
+                torch._foreach_mul_([p.grad for p in scales], list(scales.values()))
+            self.optimizer.step()
+        return loss
+
+
+def larc_grad_scales(
+    params: list[Tensor],
+    grads: list[Tensor],
+    *,
+    lr: float,
+    eta: float,
+    mode: str,
+    eps: float,
+    min_update: float,
+    adapt: bool = True,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Squared gradient norms and LARC factors ``s`` of tensors on one device (0-dim float32 each).
+
+    The per-tensor norms are stacked so that the factors cost a handful of kernels, not a handful
+    per tensor.
+    """
+    grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+    if adapt:
+        weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
+        ratios = eta * weight_norms / (grad_norms + eps)
+        if mode == "clip":
+            # lr = 0 (a warm-up's first step) gives inf, which the clip turns into 1.
+            ratios = (ratios / lr).clamp(min=min_update, max=1.0)
+        else:
+            ratios = ratios.clamp(min=min_update)
+        scales = torch.where((weight_norms > 0) & (grad_norms > 0), ratios, torch.ones_like(ratios))
+    else:
+        scales = torch.ones_like(grad_norms)
+    return list(grad_norms.square().unbind(0)), list(scales.unbind(0))
+
+
+def warn_if_clipping_with_larc(optimizer: Optimizer, gradient_clip_val: Optional[float]) -> bool:
+    """Warn when gradient-norm clipping is combined with LARC (OpenSeq2Seq forbids it: LARC's
+    clip already bounds each layer's step, and a global clip changes the norms LARC reads).
+    Returns whether it warned."""
+    if gradient_clip_val and isinstance(optimizer, LARC):
+        warnings.warn(
+            f"gradient clipping (gradient_clip_val={gradient_clip_val}) combined with LARC: "
+            "OpenSeq2Seq forbids this combination; LARC already bounds each layer's update",
+            UserWarning,
+            stacklevel=2,
+        )
+        return True
+    return False

@@ -1,0 +1,119 @@
+"""LARS: SGD with momentum and a layer-wise trust ratio (You, Gitman & Ginsburg, 2017)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["LARS"]
+
+
+class LARS(Optimizer):
+    r"""Layer-wise Adaptive Rate Scaling, as in Algorithm 1 of You et al. (2017).
+
+    For every parameter tensor :math:`w` with gradient :math:`g`, global rate :math:`\gamma`,
+    weight decay :math:`\beta` and trust coefficient :math:`\eta`:
+
+    .. math::
+        \begin{aligned}
+        \lambda &= \frac{\eta \lVert w \rVert}{\lVert g \rVert + \beta \lVert w \rVert + \epsilon} \\
+        v &\leftarrow \mu v + \gamma \lambda (g + \beta w) \\
+        w &\leftarrow w - v
+        \end{aligned}
+
+    :math:`\lambda = 1` where :math:`\lVert w \rVert = 0` or :math:`\lVert g \rVert = 0`, and for
+    every tensor of a group with ``layer_adaptation=False`` (biases and normalisation weights
+    under the registry's policy). The rate sits inside the momentum, as in the paper.
+
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: global learning rate :math:`\gamma`, default 1e-3.
+        momentum: :math:`\mu`, default 0.9.
+        weight_decay: :math:`\beta`, default 0.0.
+        eta: trust coefficient :math:`\eta`, default 0.001.
+        eps: :math:`\epsilon`, default 1e-8.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+        eps: float = 1e-8,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not eta > 0.0:
+            raise ValueError(f"Invalid eta value: {eta} (must be > 0)")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, eps=eps,
+            layer_adaptation=True,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("LARS does not support sparse gradients")
+            grads = [p.grad for p in params]
+            bufs = [self._momentum_buffer(p) for p in params]
+            _lars_update(
+                params, grads, bufs,
+                lr=group["lr"], momentum=group["momentum"], weight_decay=group["weight_decay"],
+                eta=group["eta"], eps=group["eps"], adapt=group["layer_adaptation"],
+            )
+        return loss
+
+    def _momentum_buffer(self, p: Tensor) -> Tensor:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state["momentum_buffer"]
+
+
+def _lars_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    eps: float,
+    adapt: bool,
+) -> None:
+    """Multi-tensor LARS step (see ``LARS``); trust ratios are computed stacked, on the device."""
+    update = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
+    if adapt:
+        weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
+        grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        trust = eta * weight_norms / (grad_norms + weight_decay * weight_norms + eps)
+        trust = torch.where((weight_norms > 0) & (grad_norms > 0), trust, torch.ones_like(trust))
+        rates = list((lr * trust).unbind(0))
+        update = torch._foreach_mul(update, rates)
+    else:
+        update = torch._foreach_mul(update, lr)
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, update)
+    torch._foreach_sub_(params, bufs)

@@ -1,0 +1,384 @@
+"""NovoGrad: SGD with momentum over layer-wise normalised gradients (Ginsburg et al., 2019).
+
+This file depends on torch alone: copy it into another project and it works.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["NovoGrad", "novograd"]
+
+Scalar = Union[float, Tensor]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _state_dtype(p: Tensor) -> torch.dtype:
+    """float32 for float16/bfloat16 parameters (their norms and moments need the range)."""
+    return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
+
+
+class NovoGrad(Optimizer):
+    r"""NovoGrad, with one second moment per layer (parameter tensor) instead of per weight.
+
+    For every parameter tensor :math:`w` with gradient :math:`g_t` at step :math:`t`:
+
+    .. math::
+        \begin{aligned}
+        v_t &= \begin{cases} \lVert g_t \rVert^2 & t = 1 \text{ (unless init\_zero)} \\
+               \beta_2 v_{t-1} + (1-\beta_2) \lVert g_t \rVert^2 & \text{otherwise} \end{cases} \\
+        m_t &= \beta_1 m_{t-1} + \beta_3 \Big( \frac{g_t}{\sqrt{\hat v_t} + \epsilon} + d\, w_{t-1} \Big) \\
+        w_t &= w_{t-1} - \alpha\, \hat m_t
+        \end{aligned}
+
+    with :math:`\beta_3 = 1-\beta_1` if ``grad_averaging`` else 1, and, if ``bias_correction``,
+    :math:`\hat v_t = v_t / (1-\beta_2^t)` and :math:`\hat m_t = m_t / (1-\beta_1^t)`
+    (otherwise the hats are no-ops). With ``amsgrad`` the running maximum of :math:`v_t` takes its
+    place in the denominator. The state is one buffer like the parameter (:math:`m`) and one
+    float32 scalar (:math:`v`) per tensor: half of Adam's memory.
+
+    Two switches reproduce other code bases (see the registry's ``novograd_os2s`` and
+    ``novograd_apex``):
+
+    * ``eps_inside_sqrt``: the denominator is :math:`\sqrt{\hat v_t + \epsilon}` (OpenSeq2Seq).
+    * ``reg_inside_moment=False``: apex's default "decoupled" mode, where the moment averages the
+      raw gradient and normalisation and weight decay act on the update:
+      :math:`m_t = \beta_1 m_{t-1} + \beta_3 g_t`,
+      :math:`w_t = w_{t-1} - \alpha (\hat m_t / (\sqrt{\hat v_t} + \epsilon) + d\, w_{t-1})`.
+
+    Norms, :math:`v` and :math:`m` are kept in float32 for float16/bfloat16 parameters.
+    ``step()`` never synchronises with the device: the step count lives on the CPU, as in
+    ``torch.optim.Adam``.
+
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: learning rate :math:`\alpha` (no universal default; 1e-3 if not given).
+        betas: :math:`(\beta_1, \beta_2)`, default (0.95, 0.98).
+        eps: :math:`\epsilon`, default 1e-8.
+        weight_decay: :math:`d`, decoupled, applied inside the moment; default 0.001.
+        grad_averaging: multiply the added term by :math:`1-\beta_1`; default False.
+        amsgrad: use the running maximum of :math:`v`; default False.
+        bias_correction: Adam-style bias correction of :math:`m` and :math:`v`; default False.
+        init_zero: start :math:`v` at 0 instead of the first squared norm; default False.
+        eps_inside_sqrt: :math:`\sqrt{\hat v + \epsilon}` instead of :math:`\sqrt{\hat v} + \epsilon`;
+            default False.
+        reg_inside_moment: normalise and decay inside the moment (the paper); default True.
+        foreach: use the multi-tensor path (default); ``False`` runs the single-tensor reference.
+        fused: run the step as one ``torch.compile``-d kernel (opt-in; the first step compiles).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.95, 0.98),
+        eps: float = 1e-8,
+        weight_decay: float = 0.001,
+        *,
+        grad_averaging: bool = False,
+        amsgrad: bool = False,
+        bias_correction: bool = False,
+        init_zero: bool = False,
+        eps_inside_sqrt: bool = False,
+        reg_inside_moment: bool = True,
+        foreach: Optional[bool] = None,
+        fused: bool = False,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        for index, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if fused and foreach:
+            raise ValueError("Invalid options: fused=True and foreach=True are exclusive")
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+            grad_averaging=grad_averaging, amsgrad=amsgrad, bias_correction=bias_correction,
+            init_zero=init_zero, eps_inside_sqrt=eps_inside_sqrt,
+            reg_inside_moment=reg_inside_moment, foreach=foreach, fused=fused,
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(
+                p, dtype=_state_dtype(p), memory_format=torch.preserve_format
+            )
+            state["exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load as ``torch.optim.Optimizer`` does, then restore this optimizer's state layout.
+
+        The base class casts floating state to the parameter's dtype and device; NovoGrad keeps
+        float32 state for low-precision parameters and its step count on the CPU.
+        """
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            state["step"] = state["step"].to(device="cpu", dtype=torch.float32)
+            state["exp_avg"] = state["exp_avg"].to(dtype=_state_dtype(p))
+            for key in ("exp_avg_sq", "max_exp_avg_sq"):
+                if key in state:
+                    state[key] = state[key].to(dtype=torch.float32)
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.step_with_grad_scale()
+        return loss
+
+    @torch.no_grad()
+    def step_with_grad_scale(
+        self,
+        grad_scales: Optional[dict[Tensor, Tensor]] = None,
+        grad_sq_norms: Optional[dict[Tensor, Tensor]] = None,
+    ) -> None:
+        r"""One step with each gradient taken as :math:`s \cdot g` without rewriting ``p.grad``.
+
+        The hook LARC uses to fold its per-layer factor :math:`s` into NovoGrad's own passes:
+        ``grad_scales`` maps a parameter to a 0-dim float32 tensor :math:`s`;
+        ``grad_sq_norms`` may pass :math:`\lVert g \rVert^2` (of the unscaled gradient) already
+        computed, so the gradient is read once less. ``step_with_grad_scale()`` equals ``step()``.
+        """
+        for group in self.param_groups:
+            buckets: dict[float, list[Tensor]] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("NovoGrad does not support sparse gradients")
+                state = self._init_state(p, group)
+                state["step"] += 1
+                # The step lives on the CPU, so reading it never waits for the device.
+                buckets.setdefault(float(state["step"]), []).append(p)
+            for step, params in buckets.items():
+                states = [self.state[p] for p in params]
+                novograd(
+                    params,
+                    [p.grad for p in params],
+                    [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states],
+                    [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None,
+                    grad_scales=[grad_scales[p] for p in params] if grad_scales else None,
+                    grad_sq_norms=[grad_sq_norms[p] for p in params] if grad_sq_norms else None,
+                    step=int(step),
+                    lr=group["lr"],
+                    beta1=group["betas"][0],
+                    beta2=group["betas"][1],
+                    eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                    grad_averaging=group["grad_averaging"],
+                    amsgrad=group["amsgrad"],
+                    bias_correction=group["bias_correction"],
+                    init_zero=group["init_zero"],
+                    eps_inside_sqrt=group["eps_inside_sqrt"],
+                    reg_inside_moment=group["reg_inside_moment"],
+                    foreach=group["foreach"],
+                    fused=group["fused"],
+                )
+
+
+def novograd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: Optional[list[Tensor]],
+    *,
+    grad_scales: Optional[list[Tensor]] = None,
+    grad_sq_norms: Optional[list[Tensor]] = None,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    grad_averaging: bool = False,
+    amsgrad: bool = False,
+    bias_correction: bool = False,
+    init_zero: bool = False,
+    eps_inside_sqrt: bool = False,
+    reg_inside_moment: bool = True,
+    foreach: Optional[bool] = None,
+    fused: bool = False,
+) -> None:
+    """Functional NovoGrad over tensors that all take their ``step``-th step (see ``NovoGrad``).
+
+    Step-dependent factors are computed here, on the host, once per call; the three paths below
+    (single-tensor reference, multi-tensor ``foreach``, compiled ``fused``) share them.
+    """
+    if grad_sq_norms is not None and grad_scales is None:
+        raise ValueError("grad_sq_norms is only meaningful together with grad_scales")
+    # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
+    beta2_t = 0.0 if (step == 1 and not init_zero) else beta2
+    coefficients = dict(
+        lr=lr,
+        beta1=beta1,
+        beta2_t=beta2_t,
+        beta3=1.0 - beta1 if grad_averaging else 1.0,
+        bias_correction1=1.0 - beta1**step if bias_correction else 1.0,
+        bias_correction2=1.0 - beta2**step if bias_correction else 1.0,
+        eps=eps,
+        weight_decay=weight_decay,
+    )
+    flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
+    if fused:
+        device = params[0].device if params else torch.device("cpu")
+        as_tensors = {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in coefficients.items()}
+        _compiled_single_tensor_novograd()(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+            **as_tensors, **flags,
+        )
+        return
+    func = _single_tensor_novograd if foreach is False else _multi_tensor_novograd
+    func(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+         **coefficients, **flags)
+
+
+def _single_tensor_novograd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: Optional[list[Tensor]],
+    grad_scales: Optional[list[Tensor]],
+    grad_sq_norms: Optional[list[Tensor]],
+    *,
+    lr: Scalar,
+    beta1: Scalar,
+    beta2_t: Scalar,
+    beta3: Scalar,
+    bias_correction1: Scalar,
+    bias_correction2: Scalar,
+    eps: Scalar,
+    weight_decay: Scalar,
+    amsgrad: bool,
+    eps_inside_sqrt: bool,
+    reg_inside_moment: bool,
+) -> None:
+    """The readable reference: one tensor at a time. Also the body of the fused path, which is
+    this function under ``torch.compile`` with the scalars passed as 0-dim tensors."""
+    for i, param in enumerate(params):
+        grad = grads[i].float()
+        exp_avg = exp_avgs[i]
+        exp_avg_sq = exp_avg_sqs[i]
+        w = param.float()
+
+        sq_norm = grad_sq_norms[i] if grad_sq_norms is not None else grad.square().sum()
+        if grad_scales is not None:
+            grad = grad * grad_scales[i]
+            sq_norm = sq_norm * grad_scales[i].square()
+        exp_avg_sq.mul_(beta2_t).add_((1 - beta2_t) * sq_norm)
+        v = exp_avg_sq
+        if amsgrad:
+            torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])
+            v = max_exp_avg_sqs[i]
+        v_hat = v / bias_correction2
+        denom = (v_hat + eps).sqrt() if eps_inside_sqrt else v_hat.sqrt() + eps
+
+        if reg_inside_moment:
+            exp_avg.mul_(beta1).add_(beta3 * (grad / denom + weight_decay * w))
+            w = w - (lr / bias_correction1) * exp_avg
+        else:
+            exp_avg.mul_(beta1).add_(beta3 * grad)
+            w = w - lr * (exp_avg / (bias_correction1 * denom) + weight_decay * w)
+        param.copy_(w)
+
+
+@functools.cache
+def _compiled_single_tensor_novograd() -> Callable[..., None]:
+    return torch.compile(_single_tensor_novograd, fullgraph=True)
+
+
+def _multi_tensor_novograd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: Optional[list[Tensor]],
+    grad_scales: Optional[list[Tensor]],
+    grad_sq_norms: Optional[list[Tensor]],
+    *,
+    lr: float,
+    beta1: float,
+    beta2_t: float,
+    beta3: float,
+    bias_correction1: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    eps_inside_sqrt: bool,
+    reg_inside_moment: bool,
+) -> None:
+    """The multi-tensor path: the same update as ``_single_tensor_novograd`` in ``torch._foreach``
+    kernels, for every tensor of the list at once."""
+    if not params:
+        return
+    low_precision = [p.dtype in _LOW_PRECISION for p in params]
+    if any(low_precision):
+        grads = [g.float() for g in grads]
+        weights = [p.float() if low else p for p, low in zip(params, low_precision)]
+    else:
+        weights = params
+
+    if grad_sq_norms is None:
+        grad_sq_norms = torch._foreach_norm(grads, 2)
+        torch._foreach_mul_(grad_sq_norms, grad_sq_norms)
+    if grad_scales is not None:
+        grad_sq_norms = torch._foreach_mul(grad_sq_norms, torch._foreach_mul(grad_scales, grad_scales))
+    torch._foreach_mul_(exp_avg_sqs, beta2_t)
+    torch._foreach_add_(exp_avg_sqs, grad_sq_norms, alpha=1 - beta2_t)
+    v = exp_avg_sqs
+    if amsgrad:
+        torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
+        v = max_exp_avg_sqs
+    denom = torch._foreach_div(v, bias_correction2)
+    if eps_inside_sqrt:
+        torch._foreach_add_(denom, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+    # One per-tensor factor multiplies the gradient: s / denom (s = 1 without LARC).
+    factor = torch._foreach_reciprocal(denom)
+    if grad_scales is not None:
+        torch._foreach_mul_(factor, grad_scales)
+
+    torch._foreach_mul_(exp_avgs, beta1)
+    if reg_inside_moment:
+        update = torch._foreach_mul(grads, factor)
+        if weight_decay != 0:
+            torch._foreach_add_(update, weights, alpha=weight_decay)
+        torch._foreach_add_(exp_avgs, update, alpha=beta3)
+        torch._foreach_add_(weights, exp_avgs, alpha=-lr / bias_correction1)
+    else:
+        if grad_scales is not None:
+            grads = torch._foreach_mul(grads, grad_scales)
+        torch._foreach_add_(exp_avgs, grads, alpha=beta3)
+        torch._foreach_div_(factor, bias_correction1)
+        update = torch._foreach_mul(exp_avgs, factor)
+        if weight_decay != 0:
+            torch._foreach_add_(update, weights, alpha=weight_decay)
+        torch._foreach_add_(weights, update, alpha=-lr)
+    if any(low_precision):
+        for param, weight, low in zip(params, weights, low_precision):
+            if low:
+                param.copy_(weight)

@@ -1,0 +1,63 @@
+"""Parameter-group policy: no weight decay and no layer-wise adaptation on biases and norm layers."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Union
+
+from torch import Tensor, nn
+
+__all__ = ["param_groups", "is_bias_or_norm"]
+
+_NORM_LAYERS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.RMSNorm,
+)
+
+
+def is_bias_or_norm(name: str, param: Tensor, module: nn.Module | None = None) -> bool:
+    """True for biases, normalisation weights and any other tensor with ``ndim <= 1``.
+
+    Such tensors are scale-free or offsets: decaying them, or giving them a layer-wise trust
+    ratio, only harms (Goyal et al., 2017; You et al., 2017).
+    """
+    return param.ndim <= 1 or name.endswith(".bias") or name == "bias" or isinstance(module, _NORM_LAYERS)
+
+
+def param_groups(
+    model_or_params: Union[nn.Module, Iterable[Tensor], Iterable[dict[str, Any]]],
+    weight_decay: float,
+    *,
+    exclude_bias_and_norm: bool = True,
+) -> list[dict[str, Any]]:
+    """Split parameters into a decayed, adapted group and a group of biases and norm weights.
+
+    The second group gets ``weight_decay=0`` and ``layer_adaptation=False`` (read by LARC and
+    LARS). A module's ``no_weight_decay()`` (timm's convention: a set of parameter names) joins it.
+    Explicit parameter groups (dicts) are returned unchanged; with ``exclude_bias_and_norm=False``
+    everything lands in one group. Parameters that do not require gradients are left out.
+    """
+    if isinstance(model_or_params, nn.Module):
+        model = model_or_params
+        skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+        owners = {id(p): m for m in model.modules() for p in m.parameters(recurse=False)}
+        named = [(n, p, owners.get(id(p)), n in skip) for n, p in model.named_parameters()]
+    else:
+        items = list(model_or_params)
+        if items and isinstance(items[0], dict):
+            return items
+        named = [(str(i), p, None, False) for i, p in enumerate(items)]
+    named = [entry for entry in named if entry[1].requires_grad]
+    if not exclude_bias_and_norm:
+        return [{"params": [p for _, p, _, _ in named], "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for name, param, module, skipped in named:
+        target = no_decay if skipped or is_bias_or_norm(name, param, module) else decay
+        target.append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "layer_adaptation": False},
+    ]
+    return [group for group in groups if group["params"]]
