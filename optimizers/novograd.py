@@ -224,8 +224,6 @@ def novograd(
     Step-dependent factors are computed here, on the host, once per call; the three paths below
     (single-tensor reference, multi-tensor ``foreach``, compiled ``fused``) share them.
     """
-    if grad_sq_norms is not None and grad_scales is None:
-        raise ValueError("grad_sq_norms is only meaningful together with grad_scales")
     # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
     beta2_t = 0.0 if (step == 1 and not init_zero) else beta2
     coefficients = dict(
@@ -240,7 +238,13 @@ def novograd(
     )
     flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
     if fused:
-        device = params[0].device if params else torch.device("cpu")
+        if not params:
+            return
+        if grad_sq_norms is None:
+            # One multi-tensor reduction beats a reduction kernel per tensor in the compiled graph.
+            grad_sq_norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+            torch._foreach_mul_(grad_sq_norms, grad_sq_norms)
+        device = params[0].device
         as_tensors = {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in coefficients.items()}
         _compiled_single_tensor_novograd()(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,

@@ -56,7 +56,7 @@ _ENTRIES = [
     OptimInfo("novograd", NovoGrad, "NovoGrad: per-layer second moment, decay inside the moment"),
     OptimInfo(
         "novograd_os2s", NovoGrad,
-        "NovoGrad as OpenSeq2Seq's TensorFlow code executes: eps inside sqrt, v = |g|^2 each step",
+        "NovoGrad as OpenSeq2Seq's TensorFlow code executes: eps inside the sqrt, v = ‖g‖² every step",
         fixed={"eps_inside_sqrt": True}, adapt=_zero_beta2,
     ),
     OptimInfo(
@@ -87,10 +87,13 @@ def _lookup(name: str) -> tuple[OptimInfo, bool]:
 
 
 def resolved_defaults(name: str) -> dict[str, Any]:
-    """The defaults a registry name runs with (class defaults, then the entry's own)."""
+    """The defaults a registry name runs with: the class's, then the entry's own and pinned ones."""
     entry, larc = _lookup(name)
     defaults = {k: p.default for k, p in entry.options().items() if k not in _IMPLEMENTATION_OPTIONS}
     defaults.update(entry.defaults)
+    defaults.update(entry.fixed)
+    if entry.adapt is not None:
+        defaults = entry.adapt(defaults)
     if larc:
         larc_params = inspect.signature(LARC.__init__).parameters
         defaults.update({LARC_PREFIX + k: larc_params[k].default for k in _LARC_OPTIONS})

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Idempotent setup: create .venv if missing and install optbench editable with dev extras.
-# OPTBENCH_TORCH overrides the torch requirement installed first (default: the CPU build
-# torch==2.13.0 that these machines carry; on a GPU box set e.g. OPTBENCH_TORCH=torch).
+# Idempotent setup: create .venv if missing and install optbench editable with the dev extra
+# (plus OPTBENCH_EXTRAS, comma-separated, e.g. "bench"). Re-installs when pyproject.toml changes.
+# OPTBENCH_TORCH is the torch requirement installed first: by default the CPU build these
+# machines carry (torch==2.13.0); on a GPU machine set e.g. OPTBENCH_TORCH=torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
+    "${PYTHON:-python3}" -m venv .venv
 fi
-stamp=.venv/.optbench-installed
+extras="dev${OPTBENCH_EXTRAS:+,$OPTBENCH_EXTRAS}"
+stamp=".venv/.installed-${extras//,/-}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "${OPTBENCH_TORCH:-torch==2.13.0}"
-    .venv/bin/python -m pip install -q -e ".[dev${OPTBENCH_EXTRAS:+,$OPTBENCH_EXTRAS}]"
+    echo "setup: installing optbench[$extras] into .venv" >&2
+    pip() { .venv/bin/python -m pip -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+    pip install --upgrade pip
+    pip install "${OPTBENCH_TORCH:-torch==2.13.0}"
+    pip install -e ".[$extras]"
     touch "$stamp"
 fi

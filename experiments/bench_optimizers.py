@@ -1,0 +1,159 @@
+"""Optimizer step-time and state-memory benchmark on a ResNet-50-shaped parameter set.
+
+Every row is timed in this one process, round-robin over ``rounds`` so that drift of a shared
+machine falls on all rows alike; ratios are to torch's fused Adam and to Adam's state bytes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from optimizers import build_optimizer, optimizer_names
+
+__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "state_bytes", "REFERENCE_ROW", "ADAM_STATE_ROW"]
+
+REFERENCE_ROW = "torch Adam (fused)"  # step-time ratios are to this row
+ADAM_STATE_ROW = "torch Adam (foreach)"  # state-byte ratios are to this row
+
+
+def resnet50_shapes(small: bool = False) -> list[tuple[int, ...]]:
+    """Parameter shapes of torchvision's ResNet-50 (161 tensors, 25,557,032 values).
+
+    ``small`` divides every channel count by 8 (same 161 tensors, ~0.4M values): a quick run.
+    """
+    div = 8 if small else 1
+    shapes: list[tuple[int, ...]] = [(64 // div, 3, 7, 7), (64 // div,), (64 // div,)]
+    inplanes = 64 // div
+    for planes, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        planes //= div
+        for block in range(blocks):
+            shapes += [(planes, inplanes, 1, 1), (planes,), (planes,)]
+            shapes += [(planes, planes, 3, 3), (planes,), (planes,)]
+            shapes += [(planes * 4, planes, 1, 1), (planes * 4,), (planes * 4,)]
+            if block == 0:  # the downsample projection
+                shapes += [(planes * 4, inplanes, 1, 1), (planes * 4,), (planes * 4,)]
+            inplanes = planes * 4
+    shapes += [(1000, inplanes), (1000,)]
+    return shapes
+
+
+def state_bytes(optimizer: Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors (step counters included)."""
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, Tensor):
+                total += value.numel() * value.element_size()
+    return total
+
+
+@dataclass
+class BenchRow:
+    """One benchmarked optimizer: how to build it, and what was measured."""
+
+    name: str
+    build: Callable[[list[nn.Parameter]], Optimizer]
+    ms: list[float]
+    state_bytes: int = 0
+    compile_s: Optional[float] = None
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.ms)
+
+
+def _peer_rows() -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
+    """NovoGrad and LARS of torch-optimizer and pytorch-optimizer, where installed (``bench`` extra)."""
+    rows = []
+    for module_name, label in (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer")):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        rows.append((f"{label} NovoGrad", lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
+        rows.append((f"{label} LARS", lambda p, m=module: m.LARS(p, lr=1e-3, weight_decay=1e-4)))
+    return rows
+
+
+def bench_rows(include_peers: bool = True) -> list[BenchRow]:
+    """The rows: every registry name (foreach path), fused NovoGrad, torch's own, the peers."""
+    def registry(name: str, **options) -> Callable[[list[nn.Parameter]], Optimizer]:
+        return lambda params: build_optimizer(name, params, lr=1e-3, exclude_bias_and_norm=False, **options)
+
+    builders: list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]] = []
+    for impl in ("foreach", "fused"):
+        builders += [
+            (f"torch SGD ({impl})", lambda p, i=impl: torch.optim.SGD(p, lr=1e-3, momentum=0.9, **{i: True})),
+            (f"torch Adam ({impl})", lambda p, i=impl: torch.optim.Adam(p, lr=1e-3, **{i: True})),
+            (f"torch AdamW ({impl})", lambda p, i=impl: torch.optim.AdamW(p, lr=1e-3, **{i: True})),
+        ]
+    builders += [(name, registry(name)) for name in optimizer_names()]
+    builders += [
+        ("novograd (fused)", registry("novograd", fused=True)),
+        ("larc_novograd (fused)", registry("larc_novograd", fused=True)),
+    ]
+    if include_peers:
+        builders += _peer_rows()
+    return [BenchRow(name, build, []) for name, build in builders]
+
+
+def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(s, generator=generator) * 0.05) for s in shapes]
+    grads = [torch.randn(s, generator=generator) * 1e-3 for s in shapes]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    optimizer = row.build(params)
+
+    def one_step() -> float:
+        for p, g in zip(params, grads):  # LARC may rewrite p.grad: restore it, untimed
+            p.grad.copy_(g)
+        start = time.perf_counter()
+        optimizer.step()
+        return (time.perf_counter() - start) * 1e3
+
+    first = one_step()
+    if row.compile_s is None and "fused" in row.name and "torch" not in row.name:
+        row.compile_s = first / 1e3
+    for _ in range(warmup - 1):
+        one_step()
+    row.ms += [one_step() for _ in range(steps)]
+    row.state_bytes = state_bytes(optimizer)
+    del optimizer, params, grads
+    gc.collect()
+
+
+def run_benchmark(
+    small: bool = False,
+    steps: int = 10,
+    warmup: int = 3,
+    rounds: int = 3,
+    threads: int = 2,
+    only: Optional[list[str]] = None,
+    include_peers: bool = True,
+    progress: Optional[Callable[[str], None]] = None,
+) -> list[BenchRow]:
+    """Time every row ``rounds`` times, round-robin; the per-row figure is the median step."""
+    torch.set_num_threads(threads)
+    shapes = resnet50_shapes(small)
+    rows = bench_rows(include_peers)
+    if only:
+        unknown = sorted(set(only) - {r.name for r in rows})
+        if unknown:
+            raise ValueError(f"Unknown benchmark row {unknown[0]!r}; valid rows: {', '.join(r.name for r in rows)}")
+        rows = [r for r in rows if r.name in only or r.name in (REFERENCE_ROW, ADAM_STATE_ROW)]
+    for round_index in range(rounds):
+        for row in rows:
+            if progress:
+                progress(f"round {round_index + 1}/{rounds}: {row.name}")
+            _time_row(row, shapes, steps, warmup)
+    return rows

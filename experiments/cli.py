@@ -1,0 +1,95 @@
+"""The ``optbench`` command line: thin parsing over functions that tests call directly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from rich.console import Console
+
+__all__ = ["main"]
+
+
+def _cmd_optimizers(args: argparse.Namespace, console: Console) -> int:
+    from experiments.tables import optimizer_table
+
+    console.print(optimizer_table())
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from experiments.bench_optimizers import run_benchmark
+    from experiments.tables import bench_markdown, bench_table
+
+    with console.status("benchmarking") as status:
+        rows = run_benchmark(
+            small=args.small, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
+            threads=args.threads, only=args.only, include_peers=not args.no_peers,
+            progress=lambda text: status.update(text),
+        )
+    console.print(bench_table(rows, title=_bench_title(args)))
+    if args.markdown:
+        print(bench_markdown(rows))
+    return 0
+
+
+def _bench_title(args: argparse.Namespace) -> str:
+    size = "ResNet-50/8 shapes (--small)" if args.small else "ResNet-50 shapes, 25.6M params in 161 tensors"
+    return f"optimizer step on {size}; median of {args.rounds}x{args.steps} steps, {args.threads} threads"
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from experiments.demo import run_demo
+
+    run_demo(steps=args.steps, console=console)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optbench", description="Benchmark first-order optimizers.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("optimizers", help="list registered optimizers and their defaults").set_defaults(
+        func=_cmd_optimizers
+    )
+
+    bench = commands.add_parser("bench", help="benchmarks (step time, state memory)")
+    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    opt = targets.add_parser("optimizers", help="time one step() of every optimizer")
+    opt.add_argument("--small", action="store_true", help="ResNet-50 shapes with channels / 8")
+    opt.add_argument("--steps", type=_positive_int, default=10, help="timed steps per round (default 10)")
+    opt.add_argument("--warmup", type=_positive_int, default=3, help="untimed steps per round (default 3)")
+    opt.add_argument("--rounds", type=_positive_int, default=3, help="round-robin rounds (default 3)")
+    opt.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
+    opt.add_argument("--only", nargs="+", metavar="ROW", help="only these rows (plus torch Adam)")
+    opt.add_argument("--no-peers", action="store_true", help="skip torch-optimizer / pytorch-optimizer")
+    opt.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    opt.set_defaults(func=_cmd_bench)
+
+    demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
+    demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``optbench`` console script; bad input exits 2 with a one-line error."""
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        return args.func(args, console)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"optbench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
