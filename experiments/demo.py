@@ -43,7 +43,7 @@ class DemoResult:
 
 def make_blobs(n: int, generator: torch.Generator, classes: int = 10, dim: int = 32) -> tuple[Tensor, Tensor]:
     """Overlapping Gaussian classes pushed through a fixed random nonlinearity (not separable)."""
-    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(1234)) * 1.5
+    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(1234)) * 0.35
     labels = torch.randint(0, classes, (n,), generator=generator)
     points = centers[labels] + torch.randn(n, dim, generator=generator)
     return torch.tanh(points) + 0.1 * points, labels
