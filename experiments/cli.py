@@ -39,6 +39,25 @@ def _bench_title(args: argparse.Namespace) -> str:
     return f"optimizer step on {size}; median of {args.rounds}x{args.steps} steps, {args.threads} threads"
 
 
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from experiments.config import load_config
+    from experiments.train import run_dir, train
+
+    config = load_config(args.overrides, path=args.config)
+    summary = train(config, force=args.force, progress_bar=console.is_terminal)
+    where = run_dir(config)
+    if summary.get("skipped"):
+        console.print(f"already {summary['status']}: {where} (use --force to run it again)")
+        return 0
+    if summary["status"] in ("completed", "diverged"):
+        best = summary["best"][summary["metric"]]
+        console.print(f"{summary['status']}: {where}  {summary['metric']} best={best}  "
+                      f"steps_to_target={summary['steps_to_target']}")
+        return 0
+    print(f"optbench: run {summary['status']}: {summary['error'] or 'stopped early'} ({where})", file=sys.stderr)
+    return 1
+
+
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from experiments.demo import run_demo
 
@@ -66,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--no-peers", action="store_true", help="skip torch-optimizer / pytorch-optimizer")
     opt.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     opt.set_defaults(func=_cmd_bench)
+
+    train = commands.add_parser("train", help="train one run: optbench train KEY=VALUE ...")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    train.add_argument("--config", help="YAML config file (overrides apply on top)")
+    train.add_argument("--force", action="store_true", help="run again even if already finished")
+    train.set_defaults(func=_cmd_train)
 
     demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
     demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")

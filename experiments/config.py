@@ -1,0 +1,221 @@
+"""Run configuration: dataclass schema (OmegaConf structured config), loading, overrides, run_id.
+
+Every field carries a comment; YAML files and ``key=value`` overrides hold only what differs from
+these defaults. A misspelt key or a wrong type is a one-line ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
+    "LoggerConfig", "RunConfig", "load_config", "run_id", "to_yaml", "effective_batch_size",
+]
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message is one line naming the key or value at fault."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "builtin"  # builtin | cifar10 | imagefolder (vision) | manifest (asr) | text (lm)
+    path: Optional[str] = None  # the real data set (see README: Data)
+    val_path: Optional[str] = None  # validation manifest for data.source=manifest
+    batch_size: int = 64  # per-device batch size
+    num_workers: int = 0  # DataLoader workers (does not change results)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"  # a registry name: `optbench optimizers` lists them
+    lr: float = 1e-3  # base learning rate, scaled by lr_scaling from reference_batch_size
+    weight_decay: Optional[float] = None  # None: the optimizer's own default
+    lr_scaling: str = "none"  # none | linear | sqrt: lr × (effective batch / reference)^(1 or 1/2)
+    reference_batch_size: int = 64  # the effective batch size that `lr` was tuned for
+    options: Dict[str, Any] = field(default_factory=dict)  # optimizer.<option>=... lands here
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # constant | cosine | polynomial (after a linear warm-up)
+    warmup_steps: int = 0  # linear warm-up from 0 to the peak rate
+    min_lr_ratio: float = 0.0  # final rate / peak rate for cosine and polynomial
+    power: float = 2.0  # exponent of the polynomial decay
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 300  # optimizer steps
+    accumulate_grad_batches: int = 1
+    precision: str = "32-true"  # as in Lightning: 32-true, bf16-mixed, 16-mixed
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: int = 1  # processes (one per device)
+    strategy: str = "auto"  # auto | ddp | fsdp, as in Lightning
+    gradient_clip_val: Optional[float] = None  # global norm clipping (warns with LARC)
+    val_every_n_steps: int = 50  # validation interval in optimizer steps (and at the end)
+    log_every_n_steps: int = 10  # scalar metrics interval
+    layer_stats_every_n_steps: int = 50  # per-layer norms, update ratios, trust ratios
+    divergence_factor: float = 10.0  # loss above this × the first loss (or NaN/inf): diverged
+
+
+@dataclass
+class LoggerConfig:
+    wandb: str = "disabled"  # disabled | offline | online
+    project: str = "optbench"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)  # added to [optimizer, task]
+
+
+@dataclass
+class RunConfig:
+    task: str = "vision"  # vision | asr | lm
+    size: str = "default"  # tiny (seconds, for tests) | default (minutes, for comparisons)
+    seed: int = 0
+    target: Optional[float] = None  # steps-to-target threshold; None: the task's own default
+    out_dir: str = "runs"  # run store root: <out_dir>/<study>/<run_id>/
+    study: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+# Keys that never change what a run computes: left out of its run_id.
+_NOT_RESULT_KEYS = ("out_dir", "study", "logger", "data.num_workers")
+_CHOICES = {
+    "task": ("vision", "asr", "lm"),
+    "size": ("tiny", "default"),
+    "data.source": ("builtin", "cifar10", "imagefolder", "manifest", "text"),
+    "optimizer.lr_scaling": ("none", "linear", "sqrt"),
+    "schedule.name": ("constant", "cosine", "polynomial"),
+    "logger.wandb": ("disabled", "offline", "online"),
+}
+
+
+def _known_keys(node: Any = RunConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(node):
+        default = f.default_factory() if callable(f.default_factory) else None  # type: ignore[misc]
+        if default is not None and hasattr(default, "__dataclass_fields__"):
+            keys += _known_keys(type(default), f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _route_optimizer_options(dotlist: Sequence[str]) -> list[str]:
+    """``optimizer.<option>=v`` for a name that is not an OptimizerConfig field goes to options."""
+    own = {f.name for f in fields(OptimizerConfig)}
+    routed = []
+    for item in dotlist:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        parts = key.split(".")
+        if len(parts) == 2 and parts[0] == "optimizer" and parts[1] not in own:
+            key = f"optimizer.options.{parts[1]}"
+        routed.append(f"{key}={value}")
+    return routed
+
+
+def _one_line(error: OmegaConfBaseException) -> str:
+    key = getattr(error, "full_key", None) or ""
+    message = str(error).splitlines()[0].strip()
+    if "not in struct" in message or "Key '" in message and "not" in message:
+        close = difflib.get_close_matches(key, _known_keys(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown config key {key!r}{hint}"
+    return f"invalid value for {key!r}: {message}" if key else message
+
+
+def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None) -> DictConfig:
+    """Schema defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    schema = OmegaConf.structured(RunConfig)
+    try:
+        layers = [schema]
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            file_config = OmegaConf.load(path)
+            if "optimizer" in file_config:
+                options = {k: file_config.optimizer.pop(k) for k in list(file_config.optimizer)
+                           if k not in {f.name for f in fields(OptimizerConfig)}}
+                file_config.optimizer.setdefault("options", {}).update(options)
+            layers.append(file_config)
+        layers.append(OmegaConf.from_dotlist(_route_optimizer_options(overrides)))
+        config = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_one_line(error)) from None
+    validate(config)
+    return config
+
+
+def validate(config: DictConfig) -> None:
+    """Check values the schema's types cannot: choices, ranges, the optimizer and its options."""
+    from optimizers.registry import build_optimizer, optimizer_names
+
+    for key, choices in _CHOICES.items():
+        value = OmegaConf.select(config, key)
+        if value not in choices:
+            raise ConfigError(f"invalid value for {key!r}: {value!r} (valid: {', '.join(choices)})")
+    if config.optimizer.name not in optimizer_names():
+        raise ConfigError(
+            f"unknown optimizer {config.optimizer.name!r}; valid names: {', '.join(optimizer_names())}"
+        )
+    if not config.optimizer.lr >= 0:
+        raise ConfigError(f"invalid value for 'optimizer.lr': {config.optimizer.lr} (must be >= 0)")
+    for key in ("data.batch_size", "trainer.max_steps", "trainer.accumulate_grad_batches",
+                "trainer.devices", "optimizer.reference_batch_size", "trainer.val_every_n_steps",
+                "trainer.log_every_n_steps", "trainer.layer_stats_every_n_steps"):
+        if OmegaConf.select(config, key) <= 0:
+            raise ConfigError(f"invalid value for {key!r}: {OmegaConf.select(config, key)} (must be > 0)")
+    if config.data.source != "builtin":
+        if not config.data.path:
+            raise ConfigError(f"data.source={config.data.source} needs data.path")
+        if not Path(config.data.path).exists():
+            raise ConfigError(f"data.path does not exist: {config.data.path}")
+    # The optimizer validates its own options: build it once over a dummy parameter.
+    import torch
+
+    options = dict(config.optimizer.options)
+    if config.optimizer.weight_decay is not None:
+        options["weight_decay"] = config.optimizer.weight_decay
+    try:
+        build_optimizer(config.optimizer.name, [torch.zeros(1, requires_grad=True)],
+                        lr=config.optimizer.lr, **options)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def effective_batch_size(config: DictConfig) -> int:
+    """Samples per optimizer step: batch_size × accumulate_grad_batches × devices."""
+    return config.data.batch_size * config.trainer.accumulate_grad_batches * config.trainer.devices
+
+
+def run_id(config: DictConfig) -> str:
+    """Stable 12-hex-digit hash of every key that changes a run's results."""
+    plain = OmegaConf.to_container(config, resolve=True)
+    for key in _NOT_RESULT_KEYS:
+        *parents, last = key.split(".")
+        node = plain
+        for parent in parents:
+            node = node[parent]
+        node.pop(last, None)
+    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def to_yaml(config: DictConfig) -> str:
+    return OmegaConf.to_yaml(config, resolve=True)

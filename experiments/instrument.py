@@ -1,0 +1,194 @@
+"""Instrumentation: what a run records while it trains, and the divergence check.
+
+Scalars (loss, LR, throughput, wall time, validation metrics) go to ``metrics.jsonl`` every
+``log_every_n_steps``; per-layer gradient norm, weight norm, update/weight ratio and (for LARC
+and LARS) the trust ratio go to ``layers.jsonl`` every ``layer_stats_every_n_steps``. Rows are
+flushed as they are written, so a killed run keeps everything it logged.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from experiments.store import RunStore
+from optimizers import LARC, LARS
+from optimizers.larc import larc_grad_scales
+
+__all__ = ["Instrumentation", "optimizer_state_bytes", "peak_memory_bytes"]
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors."""
+    return sum(
+        v.numel() * v.element_size()
+        for state in optimizer.state.values() for v in state.values() if isinstance(v, Tensor)
+    )
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA max allocated on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> Optional[list[float]]:
+    """The layer-wise factor LARC (s) or LARS (λ) applies to each of ``params`` this step."""
+    wanted = {p: i for i, p in enumerate(params)}
+    ratios: list[float] = [math.nan] * len(params)
+    for group in optimizer.param_groups:
+        group_params = [p for p in group["params"] if p in wanted]
+        if not group_params:
+            continue
+        grads = [p.grad for p in group_params]
+        if isinstance(optimizer, LARC):
+            _, scales = larc_grad_scales(
+                group_params, grads, lr=group["lr"], eta=group["larc_eta"], mode=group["larc_mode"],
+                eps=group["larc_eps"], min_update=group["larc_min_update"], adapt=group["layer_adaptation"],
+            )
+        elif group["layer_adaptation"]:
+            w = torch.stack(torch._foreach_norm(group_params, 2, dtype=torch.float32))
+            g = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+            trust = group["eta"] * w / (g + group["weight_decay"] * w + group["eps"])
+            scales = list(torch.where((w > 0) & (g > 0), trust, torch.ones_like(trust)).unbind(0))
+        else:
+            scales = [torch.ones(())] * len(group_params)
+        for p, s in zip(group_params, scales):
+            ratios[wanted[p]] = float(s)
+    return ratios
+
+
+class Instrumentation(pl.Callback):
+    """Writes the run's metrics and layer statistics, and stops a diverging run.
+
+    Divergence: a non-finite training loss, or one above ``divergence_factor`` × the first loss.
+    """
+
+    def __init__(self, store: Optional[RunStore], *, effective_batch_size: int, log_every: int,
+                 layer_stats_every: int, divergence_factor: float) -> None:
+        self.store = store
+        self.effective_batch_size = effective_batch_size
+        self.log_every = log_every
+        self.layer_stats_every = layer_stats_every
+        self.divergence_factor = divergence_factor
+        self.first_loss: Optional[float] = None
+        self.diverged_at: Optional[int] = None
+        self.elapsed_before = 0.0  # training seconds of earlier attempts (resume)
+        self.state_bytes = 0
+        self._start = 0.0
+        self._interval_start: tuple[float, int] = (0.0, 0)
+        self._weights_before: Optional[list[Tensor]] = None
+        self._layer_rows: list[dict[str, Any]] = []
+
+    # -- state that survives a resume -----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"first_loss": self.first_loss, "elapsed": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.first_loss = state_dict["first_loss"]
+        self.elapsed_before = state_dict["elapsed"]
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._interval_start = (self.elapsed(), trainer.global_step)
+        if self.store is not None and trainer.is_global_zero:
+            # A resumed run logs again what came after its checkpoint.
+            self.store.truncate_after(trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        step = trainer.global_step + 1  # the step about to be taken
+        if not self._is_layer_stats_step(step) or not trainer.is_global_zero:
+            return
+        named = [(n, p) for n, p in pl_module.named_parameters() if p.grad is not None]
+        params = [p for _, p in named]
+        grad_norms = torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32)
+        weight_norms = torch._foreach_norm(params, 2, dtype=torch.float32)
+        trust = _trust_ratios(optimizer, params) if isinstance(optimizer, (LARC, LARS)) else None
+        self._weights_before = [p.detach().clone() for p in params]
+        self._layer_rows = [
+            {"step": step, "layer": name, "grad_norm": float(g), "weight_norm": float(w),
+             **({"trust_ratio": trust[i]} if trust else {})}
+            for i, ((name, _), g, w) in enumerate(zip(named, grad_norms, weight_norms))
+        ]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+        if self.first_loss is None:
+            self.first_loss = loss
+        if not math.isfinite(loss) or loss > self.divergence_factor * self.first_loss:
+            self.diverged_at = trainer.global_step
+            trainer.should_stop = True
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # mid-accumulation: no optimizer step was taken
+        step = trainer.global_step
+        if self.state_bytes == 0:
+            self.state_bytes = optimizer_state_bytes(trainer.optimizers[0])
+        if self._weights_before is not None:
+            self._finish_layer_stats(trainer, pl_module)
+        if step % self.log_every == 0 or trainer.should_stop or step >= trainer.max_steps:
+            self._log_scalars(trainer, step, loss)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self._write(trainer, "metrics.jsonl", {"step": trainer.global_step, "epoch": trainer.current_epoch,
+                                                "wall_time": self.elapsed(), **values})
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _is_layer_stats_step(self, step: int) -> bool:
+        return step == 1 or step % self.layer_stats_every == 0
+
+    def _finish_layer_stats(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        params = [p for _, p in pl_module.named_parameters() if p.grad is not None]
+        deltas = torch._foreach_sub([p.detach() for p in params], self._weights_before)
+        update_norms = torch._foreach_norm(deltas, 2, dtype=torch.float32)
+        for row, u in zip(self._layer_rows, update_norms):
+            row["update_norm"] = float(u)
+            row["update_ratio"] = float(u) / row["weight_norm"] if row["weight_norm"] > 0 else None
+        self._write(trainer, "layers.jsonl", *self._layer_rows)
+        if trainer.logger is not None and hasattr(trainer.logger, "experiment"):
+            self._log_layers_to_wandb(trainer)
+        self._weights_before, self._layer_rows = None, []
+
+    def _log_layers_to_wandb(self, trainer: pl.Trainer) -> None:
+        import wandb
+
+        columns = list(self._layer_rows[0])
+        table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in self._layer_rows])
+        ratios = [r["update_ratio"] for r in self._layer_rows if r["update_ratio"] is not None]
+        trainer.logger.experiment.log(
+            {"layers/stats": table, "layers/update_ratio": wandb.Histogram(ratios),
+             "trainer/global_step": trainer.global_step}
+        )
+
+    def _log_scalars(self, trainer: pl.Trainer, step: int, loss: float) -> None:
+        now = self.elapsed()
+        start_time, start_step = self._interval_start
+        throughput = (step - start_step) * self.effective_batch_size / max(now - start_time, 1e-9)
+        self._interval_start = (now, step)
+        row = {
+            "step": step, "epoch": trainer.current_epoch, "wall_time": now, "train/loss": loss,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"], "throughput": throughput,
+        }
+        self._write(trainer, "metrics.jsonl", row)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({k: v for k, v in row.items() if k not in ("step", "epoch", "train/loss")},
+                                       step=step)
+
+    def _write(self, trainer: pl.Trainer, name: str, *rows: dict[str, Any]) -> None:
+        if self.store is not None and trainer.is_global_zero:
+            self.store.append(name, rows)

@@ -1,0 +1,81 @@
+"""The task interface: what makes ASR, vision and LM interchangeable to the training run.
+
+A task (AlgoPerf's "workload") is a Lightning module that never names an optimizer: it receives
+a factory and a learning-rate schedule, and declares its validation metric and default target.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any, Callable, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+__all__ = ["TaskModule", "OptimizerFactory", "LrLambda"]
+
+OptimizerFactory = Callable[[nn.Module], Optimizer]
+LrLambda = Callable[[int], float]
+
+
+class TaskModule(pl.LightningModule):
+    """Base of every task: the optimizer wiring, loss logging and best-metric tracking.
+
+    Subclasses set the class attributes and implement ``build_model``, ``loss`` and the
+    validation metric (``update_metric`` / ``compute_metric``).
+    """
+
+    name: ClassVar[str]
+    metric: ClassVar[str]  # logged as val/<metric>
+    higher_is_better: ClassVar[bool]
+    default_target: ClassVar[dict[str, float]]  # by size: the steps-to-target threshold
+
+    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
+        super().__init__()
+        self.size = size
+        self.optimizer_factory = optimizer_factory
+        self.lr_lambda = lr_lambda
+        self.model = self.build_model(size)
+        self.best_metric = -math.inf if self.higher_is_better else math.inf
+
+    @abstractmethod
+    def build_model(self, size: str) -> nn.Module: ...
+
+    @abstractmethod
+    def loss(self, batch: Any) -> Tensor: ...
+
+    @abstractmethod
+    def update_metric(self, batch: Any) -> None: ...
+
+    @abstractmethod
+    def compute_metric(self) -> float: ...
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=False)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.update_metric(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        value = self.compute_metric()
+        better = value > self.best_metric if self.higher_is_better else value < self.best_metric
+        if better:
+            self.best_metric = value
+        self.log(f"val/{self.metric}", value, sync_dist=True)
+        self.log(f"val/{self.metric}_best", self.best_metric, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(self.model)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_lambda)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_metric"] = self.best_metric
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_metric = checkpoint["best_metric"]

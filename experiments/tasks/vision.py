@@ -1,0 +1,79 @@
+"""Vision: a small ResNet classifying built-in digits, CIFAR-10 or an ImageFolder directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+from torchmetrics.classification import MulticlassAccuracy
+
+from experiments.data import images
+from experiments.data.module import StreamDataModule
+from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.components.resnet import ResNet
+
+__all__ = ["VisionTask", "vision_data"]
+
+# width (first-stage channels) and blocks per stage, by size
+_SIZES = {"tiny": dict(width=8, blocks=1), "default": dict(width=16, blocks=2)}
+
+
+def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
+    """The data module, input channels and number of classes for ``config.data``."""
+    source = config.data.source
+    if source == "builtin":
+        (train_x, train_y), (val_x, val_y) = images.builtin_digits(tiny=config.size == "tiny")
+        shift, noise, flip = 2, 0.3, False
+    elif source == "cifar10":
+        (train_x, train_y), (val_x, val_y) = images.cifar10(config.data.path)
+        shift, noise, flip = 4, 0.0, True
+    elif source == "imagefolder":
+        (train_x, train_y), (val_x, val_y) = images.image_folder(config.data.path)
+        shift, noise, flip = 4, 0.0, True
+    else:
+        raise ValueError(f"data.source={source!r} is not a vision source (valid: builtin, cifar10, imagefolder)")
+
+    def make_batch(indices: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return images.augment(train_x[indices], generator, shift=shift, noise=noise, flip=flip), train_y[indices]
+
+    module = StreamDataModule(
+        len(train_y), make_batch, TensorDataset(val_x, val_y), config.data.batch_size, config.seed,
+        config.data.num_workers,
+    )
+    num_classes = int(max(train_y.max(), val_y.max())) + 1
+    return module, train_x.shape[1], num_classes
+
+
+class VisionTask(TaskModule):
+    """Image classification; validation accuracy (top-1) is the metric."""
+
+    name = "vision"
+    metric = "acc"
+    higher_is_better = True
+    default_target = {"tiny": 0.6, "default": 0.95}
+
+    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda,
+                 in_channels: int, num_classes: int) -> None:
+        self.in_channels, self.num_classes = in_channels, num_classes
+        super().__init__(size, optimizer_factory, lr_lambda)
+        self.accuracy = MulticlassAccuracy(num_classes, average="micro")
+
+    def build_model(self, size: str) -> nn.Module:
+        return ResNet(self.in_channels, self.num_classes, **_SIZES[size])
+
+    def loss(self, batch: Any) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(self.model(x), y)
+
+    def update_metric(self, batch: Any) -> None:
+        x, y = batch
+        self.accuracy.update(self.model(x).argmax(dim=1), y)
+
+    def compute_metric(self) -> float:
+        value = float(self.accuracy.compute())
+        self.accuracy.reset()
+        return value

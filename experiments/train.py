@@ -1,0 +1,184 @@
+"""The training run: ``train(config)`` turns one config into one run directory in the store.
+
+A plain function (tests call it; the CLI is a thin layer over it). Completed and diverged runs
+are results: running the same config again is a no-op unless ``force``. A run killed or
+interrupted part-way resumes from its last checkpoint and ends with the summary an
+uninterrupted run would have written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from experiments.config import effective_batch_size, run_id, to_yaml
+from experiments.instrument import Instrumentation, peak_memory_bytes
+from experiments.schedule import lr_multiplier, scaled_lr
+from experiments.store import RunStore, collect_meta
+from experiments.tasks import build_task
+from optimizers import build_optimizer, warn_if_clipping_with_larc
+
+__all__ = ["train", "run_dir", "steps_to_target"]
+
+
+def run_dir(config: DictConfig) -> Path:
+    """``<out_dir>/<study>/<run_id>``."""
+    return Path(config.out_dir) / config.study / run_id(config)
+
+
+def steps_to_target(rows: list[dict[str, Any]], metric: str, target: float, higher_is_better: bool) -> Optional[int]:
+    """First step whose validation ``metric`` reaches ``target``; None if it never does."""
+    for row in rows:
+        value = row.get(metric)
+        if value is not None and (value >= target if higher_is_better else value <= target):
+            return row["step"]
+    return None
+
+
+def _optimizer_factory(config: DictConfig, lr: float):
+    options = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in OmegaConf.to_container(config.optimizer.options, resolve=True).items()}
+    if config.optimizer.weight_decay is not None:
+        options["weight_decay"] = config.optimizer.weight_decay
+
+    def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
+        optimizer = build_optimizer(config.optimizer.name, model, lr=lr, **options)
+        warn_if_clipping_with_larc(optimizer, config.trainer.gradient_clip_val)
+        return optimizer
+
+    return factory
+
+
+def _is_rank_zero() -> bool:
+    # Lightning's DDP launcher re-runs the command in child processes with these set.
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> dict[str, Any]:
+    """Train one run; return its summary (``skipped=True`` when it had already finished)."""
+    store = RunStore(run_dir(config))
+    rank_zero = _is_rank_zero()
+    if store.is_finished() and not force:
+        return {**store.summary(), "skipped": True}
+    if force and store.root.exists() and rank_zero:
+        # --force never destroys a result: the old directory is kept beside the new one.
+        store.root.rename(store.root.with_name(f"{store.root.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
+    resume = store.last_checkpoint
+    if rank_zero:
+        store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    batch = effective_batch_size(config)
+    lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
+    lr_lambda = partial(
+        lr_multiplier, name=config.schedule.name, max_steps=config.trainer.max_steps,
+        warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
+        power=config.schedule.power,
+    )
+    module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+    instrumentation = Instrumentation(
+        store, effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
+        layer_stats_every=config.trainer.layer_stats_every_n_steps,
+        divergence_factor=config.trainer.divergence_factor,
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=store.checkpoints, filename="last", save_top_k=0, save_last=True,
+        every_n_train_steps=config.trainer.val_every_n_steps,
+    )
+    trainer = pl.Trainer(
+        max_steps=config.trainer.max_steps,
+        accumulate_grad_batches=config.trainer.accumulate_grad_batches,
+        precision=config.trainer.precision,
+        accelerator=config.trainer.accelerator,
+        devices=config.trainer.devices,
+        strategy=config.trainer.strategy,
+        gradient_clip_val=config.trainer.gradient_clip_val,
+        val_check_interval=config.trainer.val_every_n_steps * config.trainer.accumulate_grad_batches,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
+        callbacks=[instrumentation, checkpoint],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    status, error = "completed", None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+        try:
+            trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
+        except Exception as exc:  # recorded in the store; the caller decides whether to go on
+            status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if instrumentation.diverged_at is not None:
+        status = "diverged"
+    elif status == "completed" and (trainer.interrupted or trainer.global_step < config.trainer.max_steps):
+        status = "interrupted"
+    if status == "completed" and trainer.global_step % config.trainer.val_every_n_steps:
+        trainer.validate(module, data, verbose=False)  # the final metric is always measured
+    summary = _summary(config, store, module, trainer, instrumentation, status, error, lr, batch)
+    if trainer.is_global_zero:
+        store.finish(summary)
+        if trainer.logger is not None:
+            trainer.logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+            trainer.logger.finalize(status)
+            import wandb
+
+            wandb.finish()
+    return summary
+
+
+def _wandb_logger(config: DictConfig, store: RunStore):
+    from pytorch_lightning.loggers import WandbLogger
+
+    return WandbLogger(
+        project=config.logger.project, entity=config.logger.entity, group=config.study,
+        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.root.name,
+        id=store.root.name, save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
+        config=OmegaConf.to_container(config, resolve=True),
+    )
+
+
+def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, instrumentation: Instrumentation,
+             status: str, error: Optional[str], lr: float, batch: int) -> dict[str, Any]:
+    rows = list(store.rows("metrics.jsonl"))
+    metric = f"val/{module.metric}"
+    target = config.target if config.target is not None else module.default_target[config.size]
+    final = {}
+    for row in rows:
+        final.update({k: v for k, v in row.items() if k not in ("step", "epoch", "wall_time")})
+    values = [row[metric] for row in rows if metric in row]
+    best = (max if module.higher_is_better else min)(values) if values else None
+    elapsed = instrumentation.elapsed()
+    return {
+        "status": status,
+        "error": error,
+        "run_id": store.root.name,
+        "task": config.task,
+        "optimizer": config.optimizer.name,
+        "lr": lr,
+        "effective_batch_size": batch,
+        "seed": config.seed,
+        "global_step": trainer.global_step,
+        "diverged_at_step": instrumentation.diverged_at,
+        "metric": metric,
+        "higher_is_better": module.higher_is_better,
+        "final": {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in final.items()},
+        "best": {metric: best},
+        "target": target,
+        "steps_to_target": steps_to_target(rows, metric, target, module.higher_is_better),
+        "wall_time_s": elapsed,
+        "throughput_samples_per_s": trainer.global_step * batch / elapsed if elapsed > 0 else None,
+        "peak_memory_bytes": peak_memory_bytes(module.device),
+        "optimizer_state_bytes": instrumentation.state_bytes,
+    }
