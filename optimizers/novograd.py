@@ -69,7 +69,8 @@ class NovoGrad(Optimizer):
             default False.
         reg_inside_moment: normalise and decay inside the moment (the paper); default True.
         foreach: use the multi-tensor path (default); ``False`` runs the single-tensor reference.
-        fused: run the step as one ``torch.compile``-d kernel (opt-in; the first step compiles).
+        fused: opt-in fused step: a C++ kernel for float32 CPU tensors (built on first use), else
+            the single-tensor reference under ``torch.compile`` (the first step compiles).
     """
 
     def __init__(
@@ -123,16 +124,23 @@ class NovoGrad(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load as ``torch.optim.Optimizer`` does, then restore this optimizer's state layout.
 
-        The base class casts floating state to the parameter's dtype and device; NovoGrad keeps
-        float32 state for low-precision parameters and its step count on the CPU.
+        The base class casts floating state to the parameter's dtype (rounding float32 moments
+        of bf16/fp16 parameters) and moves it to the parameter's device; NovoGrad takes the saved
+        values again in float32, and keeps its step count on the CPU.
         """
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
         super().load_state_dict(state_dict)
-        for p, state in self.state.items():
-            state["step"] = state["step"].to(device="cpu", dtype=torch.float32)
-            state["exp_avg"] = state["exp_avg"].to(dtype=_state_dtype(p))
-            for key in ("exp_avg_sq", "max_exp_avg_sq"):
-                if key in state:
-                    state[key] = state[key].to(dtype=torch.float32)
+        for saved_id, p in zip(saved_ids, params):
+            saved = state_dict["state"].get(saved_id)
+            if saved is None:
+                continue
+            state = self.state[p]
+            state["step"] = saved["step"].to(device="cpu", dtype=torch.float32)
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if key in saved:
+                    dtype = _state_dtype(p) if key == "exp_avg" else torch.float32
+                    state[key] = saved[key].to(device=p.device, dtype=dtype, copy=True)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -240,6 +248,14 @@ def novograd(
     if fused:
         if not params:
             return
+        kernel = _cpu_kernel(params, grads, exp_avgs)
+        if kernel is not None:
+            kernel.novograd_step(
+                params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], grad_scales or [],
+                grad_sq_norms or [], *coefficients.values(), eps_inside_sqrt, reg_inside_moment,
+                torch.get_num_threads(),
+            )
+            return
         if grad_sq_norms is None:
             # One multi-tensor reduction beats a reduction kernel per tensor in the compiled graph.
             grad_sq_norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
@@ -280,10 +296,10 @@ def _single_tensor_novograd(
     """The readable reference: one tensor at a time. Also the body of the fused path, which is
     this function under ``torch.compile`` with the scalars passed as 0-dim tensors."""
     for i, param in enumerate(params):
-        grad = grads[i].float()
+        grad = grads[i].to(_state_dtype(param))  # float32 for fp16/bf16 parameters
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        w = param.float()
+        w = param.to(_state_dtype(param))
 
         sq_norm = grad_sq_norms[i] if grad_sq_norms is not None else grad.square().sum()
         if grad_scales is not None:
@@ -304,6 +320,16 @@ def _single_tensor_novograd(
             exp_avg.mul_(beta1).add_(beta3 * grad)
             w = w - lr * (exp_avg / (bias_correction1 * denom) + weight_decay * w)
         param.copy_(w)
+
+
+def _cpu_kernel(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]) -> Optional[Any]:
+    """optbench's C++ kernel for float32 CPU tensors (``optimizers/novograd_cpu.py``), where it
+    is importable and builds; None sends the fused path to ``torch.compile``."""
+    try:
+        from optimizers import novograd_cpu
+    except ImportError:  # this file was copied without its package
+        return None
+    return novograd_cpu.load() if novograd_cpu.supports(params, grads, exp_avgs) else None
 
 
 @functools.cache
@@ -361,13 +387,12 @@ def _multi_tensor_novograd(
     else:
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, eps)
-    # One per-tensor factor multiplies the gradient: s / denom (s = 1 without LARC).
     factor = torch._foreach_reciprocal(denom)
-    if grad_scales is not None:
-        torch._foreach_mul_(factor, grad_scales)
 
     torch._foreach_mul_(exp_avgs, beta1)
     if reg_inside_moment:
+        if grad_scales is not None:  # one per-tensor factor multiplies the gradient: s / denom
+            torch._foreach_mul_(factor, grad_scales)
         update = torch._foreach_mul(grads, factor)
         if weight_decay != 0:
             torch._foreach_add_(update, weights, alpha=weight_decay)

@@ -24,7 +24,9 @@ _IMPLEMENTATION_OPTIONS = {"foreach", "fused", "capturable", "differentiable", "
 
 def _zero_beta2(options: dict[str, Any]) -> dict[str, Any]:
     """OpenSeq2Seq's NovoGrad never writes its moving average back: v = |g|^2 at every step."""
-    beta1, _ = options["betas"]
+    beta1, beta2 = options["betas"]
+    if not 0.0 <= beta2 < 1.0:  # still a user error, even though the variant ignores it
+        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
     return {**options, "betas": (beta1, 0.0)}
 
 
