@@ -14,6 +14,8 @@ __all__ = ["TASKS", "build_task", "task_class"]
 # name → (module path, task class, data builder)
 TASKS = {
     "vision": ("experiments.tasks.vision", "VisionTask", "vision_data"),
+    "lm": ("experiments.tasks.lm", "LanguageModelTask", "lm_data"),
+    "asr": ("experiments.tasks.asr", "SpeechTask", "asr_data"),
 }
 
 

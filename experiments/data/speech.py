@@ -1,0 +1,188 @@
+"""Speech data: log-mel features in torch, the built-in synthesised corpora, NeMo manifests.
+
+Built-in corpora are synthesised offline with eSpeak NG and cached as features under
+``$OPTBENCH_CACHE`` (default ``~/.cache/optbench``):
+
+- ``sentences`` (default size): spans of 3–8 consecutive words of the Zen of Python, spoken by
+  several English voices at several speeds and pitches, with added noise: a small open-vocabulary
+  character task that does not saturate in minutes.
+- ``digits`` (tiny size): one to three spoken digits, for seconds-long tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+__all__ = [
+    "SAMPLE_RATE", "VOCABULARY", "encode_text", "decode_tokens", "log_mel", "resample",
+    "builtin_corpus", "manifest_corpus", "Utterances",
+]
+
+SAMPLE_RATE = 16_000
+N_MELS = 64
+VOCABULARY = " abcdefghijklmnopqrstuvwxyz'"  # index + 1 is the CTC label; 0 is the blank
+VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CORPUS_VERSION = 1
+
+# A list of (features F×T float16, transcript) pairs.
+Utterances = list[tuple[Tensor, str]]
+
+
+def encode_text(text: str) -> Tensor:
+    """CTC labels of ``text`` (lower-cased; characters outside the vocabulary dropped)."""
+    return torch.tensor([VOCABULARY.index(c) + 1 for c in text.lower() if c in VOCABULARY], dtype=torch.int64)
+
+
+def decode_tokens(labels: list[int]) -> str:
+    return "".join(VOCABULARY[i - 1] for i in labels if i > 0)
+
+
+@functools.cache
+def _mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> Tensor:
+    """Triangular filters on the HTK mel scale, (n_fft//2+1) × n_mels."""
+    def to_mel(f: Tensor) -> Tensor:
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    def to_hz(m: Tensor) -> Tensor:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = to_hz(torch.linspace(to_mel(torch.tensor(0.0)), to_mel(torch.tensor(sample_rate / 2)), n_mels + 2))
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (freqs[:, None] - lower[None, :]) / (center - lower)[None, :]
+    falling = (upper[None, :] - freqs[:, None]) / (upper - center)[None, :]
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+def log_mel(wave: Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> Tensor:
+    """Per-utterance normalised log-mel spectrogram (n_mels × frames): 25 ms Hann window, 10 ms hop."""
+    n_fft, hop = 512, sample_rate // 100
+    window = torch.hann_window(int(0.025 * sample_rate))
+    spectrum = torch.stft(wave.float(), n_fft, hop_length=hop, win_length=window.numel(), window=window,
+                          center=True, return_complex=True).abs().square()
+    mel = torch.log(_mel_filterbank(n_fft, n_mels, sample_rate).T @ spectrum + 1e-6)
+    return (mel - mel.mean(dim=1, keepdim=True)) / (mel.std(dim=1, keepdim=True) + 1e-5)
+
+
+def resample(wave: Tensor, orig: int, new: int) -> Tensor:
+    """Band-limited resampling: low-pass at the lower Nyquist, then linear interpolation."""
+    if orig == new:
+        return wave
+    if new < orig:  # windowed-sinc low-pass before decimating
+        cutoff = new / orig * 0.95
+        taps = torch.arange(-32, 33, dtype=torch.float32)
+        kernel = cutoff * torch.sinc(cutoff * taps) * torch.hann_window(65, periodic=False)
+        wave = F.conv1d(wave[None, None].float(), (kernel / kernel.sum())[None, None], padding=32)[0, 0]
+    length = int(round(wave.numel() * new / orig))
+    return F.interpolate(wave[None, None].float(), size=length, mode="linear", align_corners=False)[0, 0]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("OPTBENCH_CACHE", Path.home() / ".cache" / "optbench"))
+
+
+def _zen_words() -> list[str]:
+    import codecs
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
+        import this
+    text = codecs.decode(this.s, "rot13").split("\n", 2)[2]
+    words = ["".join(c for c in w.lower() if c in VOCABULARY) for w in text.replace("--", " ").split()]
+    return [w for w in words if w]
+
+
+def _transcripts(kind: str, count: int, rng: random.Random) -> list[str]:
+    if kind == "digits":
+        return [" ".join(rng.choice(DIGITS) for _ in range(rng.randint(1, 3))) for _ in range(count)]
+    words = _zen_words()
+    out = []
+    for _ in range(count):
+        length = rng.randint(3, 8)
+        start = rng.randrange(len(words) - length)
+        out.append(" ".join(words[start : start + length]))
+    return out
+
+
+def _synthesise(kind: str, count: int, seed: int) -> Utterances:
+    from experiments.data.espeak import speaker
+
+    rng = random.Random(seed)
+    voice_pool = VOICES[:1] if kind == "digits" else VOICES
+    spk = speaker()
+    utterances = []
+    for text in _transcripts(kind, count, rng):
+        samples = spk.say(text, voice=rng.choice(voice_pool), rate=rng.randint(140, 210), pitch=rng.randint(25, 75))
+        wave = resample(torch.from_numpy(samples.astype(np.float32) / 32768.0), spk.sample_rate, SAMPLE_RATE)
+        if kind != "digits":
+            snr_db = rng.uniform(10.0, 30.0)
+            noise = torch.randn(wave.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+            wave = wave + noise * wave.std() * 10 ** (-snr_db / 20)
+        utterances.append((log_mel(wave).half(), text))
+    return utterances
+
+
+def builtin_corpus(tiny: bool) -> tuple[Utterances, Utterances]:
+    """(train, val) of the built-in corpus, synthesised on first use and cached."""
+    kind, n_train, n_val = ("digits", 300, 60) if tiny else ("sentences", 2400, 200)
+    key = hashlib.sha256(json.dumps([CORPUS_VERSION, kind, n_train, n_val, VOICES, N_MELS]).encode()).hexdigest()[:12]
+    path = _cache_dir() / f"asr-{kind}-{key}.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)
+        return list(zip(cached["train_x"], cached["train_y"])), list(zip(cached["val_x"], cached["val_y"]))
+    train, val = _synthesise(kind, n_train, seed=1), _synthesise(kind, n_val, seed=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"train_x": [x for x, _ in train], "train_y": [y for _, y in train],
+                "val_x": [x for x, _ in val], "val_y": [y for _, y in val]}, tmp)
+    os.replace(tmp, path)
+    return train, val
+
+
+def _read_manifest(path: Path, limit_seconds: Optional[float]) -> Utterances:
+    import soundfile
+
+    utterances = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            audio_path, text = Path(entry["audio_filepath"]), entry["text"]
+        except (json.JSONDecodeError, KeyError) as error:
+            raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from None
+        if not audio_path.is_absolute():
+            audio_path = path.parent / audio_path
+        if limit_seconds is not None and entry.get("duration", 0.0) > limit_seconds:
+            continue
+        samples, rate = soundfile.read(audio_path, dtype="float32", always_2d=True)
+        wave = resample(torch.from_numpy(samples.mean(axis=1)), rate, SAMPLE_RATE)
+        utterances.append((log_mel(wave).half(), text))
+    if not utterances:
+        raise ValueError(f"{path} holds no usable utterances")
+    return utterances
+
+
+def manifest_corpus(train_path: Path | str, val_path: Optional[Path | str],
+                    limit_seconds: Optional[float] = 20.0) -> tuple[Utterances, Utterances]:
+    """NeMo JSON-lines manifests (``audio_filepath``, ``duration``, ``text``), audio read with
+    soundfile (wav/flac/...) and resampled to 16 kHz. Without ``val_path`` 5% of train is held out."""
+    train = _read_manifest(Path(train_path), limit_seconds)
+    if val_path is not None:
+        return train, _read_manifest(Path(val_path), limit_seconds)
+    n_val = max(1, math.ceil(len(train) * 0.05))
+    return train[n_val:], train[:n_val]

@@ -1,0 +1,121 @@
+"""Speech recognition: a QuartzNet-style CTC model on log-mel features; WER with greedy decoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+from torchmetrics.text import WordErrorRate
+
+from experiments.data import speech
+from experiments.data.module import StreamDataModule
+from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.components.quartznet import QuartzNet
+
+__all__ = ["SpeechTask", "asr_data", "collate"]
+
+_SIZES = {"tiny": dict(channels=32, blocks=1, repeats=2), "default": dict(channels=128, blocks=3, repeats=3)}
+
+# features B×F×T (zero-padded), feature lengths, labels B×L (zero-padded), label lengths
+SpeechBatch = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def collate(items: list[tuple[Tensor, str]]) -> SpeechBatch:
+    """Pad a list of (features, transcript) into a batch."""
+    features = [x.float() for x, _ in items]
+    labels = [speech.encode_text(text) for _, text in items]
+    feature_lengths = torch.tensor([x.shape[1] for x in features])
+    label_lengths = torch.tensor([len(y) for y in labels])
+    padded = torch.zeros(len(items), features[0].shape[0], int(feature_lengths.max()))
+    for i, x in enumerate(features):
+        padded[i, :, : x.shape[1]] = x
+    label_matrix = torch.zeros(len(items), max(1, int(label_lengths.max())), dtype=torch.int64)
+    for i, y in enumerate(labels):
+        label_matrix[i, : len(y)] = y
+    return padded, feature_lengths, label_matrix, label_lengths
+
+
+class _Utterances(Dataset):
+    def __init__(self, utterances: speech.Utterances) -> None:
+        self.utterances = utterances
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str]:
+        return self.utterances[index]
+
+
+def _spec_augment(features: Tensor, generator: torch.Generator, width: int = 8) -> Tensor:
+    """One random frequency band and one random time span zeroed per utterance (SpecAugment-lite)."""
+    out = features.clone()
+    n, bins, frames = out.shape
+    f0 = torch.randint(0, max(1, bins - width), (n,), generator=generator)
+    t0 = torch.randint(0, max(1, frames - 2 * width), (n,), generator=generator)
+    for i in range(n):
+        out[i, f0[i] : f0[i] + width, :] = 0
+        out[i, :, t0[i] : t0[i] + 2 * width] = 0
+    return out
+
+
+def asr_data(config: DictConfig) -> tuple[StreamDataModule]:
+    source = config.data.source
+    if source == "builtin":
+        train, val = speech.builtin_corpus(tiny=config.size == "tiny")
+    elif source == "manifest":
+        train, val = speech.manifest_corpus(config.data.path, config.data.val_path)
+    else:
+        raise ValueError(f"data.source={source!r} is not an ASR source (valid: builtin, manifest)")
+    augment = config.size != "tiny"
+
+    def make_batch(indices: Tensor, generator: torch.Generator) -> SpeechBatch:
+        features, feature_lengths, labels, label_lengths = collate([train[i] for i in indices.tolist()])
+        if augment:
+            features = _spec_augment(features, generator)
+        return features, feature_lengths, labels, label_lengths
+
+    module = StreamDataModule(len(train), make_batch, _Utterances(val), config.data.batch_size, config.seed,
+                              config.data.num_workers, val_collate=collate)
+    return (module,)
+
+
+class SpeechTask(TaskModule):
+    """Character-level CTC recognition; validation word error rate (lower is better) is the metric."""
+
+    name = "asr"
+    metric = "wer"
+    higher_is_better = False
+    default_target = {"tiny": 0.5, "default": 0.5}
+
+    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
+        super().__init__(size, optimizer_factory, lr_lambda)
+        self.wer = WordErrorRate()
+
+    def build_model(self, size: str) -> nn.Module:
+        return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, **_SIZES[size])
+
+    def loss(self, batch: Any) -> Tensor:
+        features, feature_lengths, labels, label_lengths = batch
+        log_probs = self.model(features)
+        return F.ctc_loss(log_probs.transpose(0, 1).float(), labels, self.model.output_lengths(feature_lengths),
+                          label_lengths, blank=0, zero_infinity=True)
+
+    def update_metric(self, batch: Any) -> None:
+        features, feature_lengths, labels, label_lengths = batch
+        best = self.model(features).argmax(dim=-1).cpu()
+        lengths = self.model.output_lengths(feature_lengths).cpu()
+        hypotheses = []
+        for path, length in zip(best.tolist(), lengths.tolist()):
+            collapsed = [token for i, token in enumerate(path[:length]) if i == 0 or token != path[i - 1]]
+            hypotheses.append(speech.decode_tokens(collapsed))
+        references = [speech.decode_tokens(row[:n]) for row, n in zip(labels.tolist(), label_lengths.tolist())]
+        self.wer.update(hypotheses, references)
+
+    def compute_metric(self) -> float:
+        value = float(self.wer.compute())
+        self.wer.reset()
+        return value

@@ -1,0 +1,82 @@
+"""Language modelling: a small byte-level GPT on Python's documentation or WikiText-style text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+from torchmetrics.text import Perplexity
+
+from experiments.data import text
+from experiments.data.module import StreamDataModule
+from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.components.gpt import GPT, GPTConfig
+
+__all__ = ["LanguageModelTask", "lm_data"]
+
+_SIZES = {
+    "tiny": GPTConfig(context=32, layers=1, heads=2, width=32),
+    "default": GPTConfig(context=128, layers=4, heads=4, width=128),
+}
+_VAL_SEQUENCES = {"tiny": 64, "default": 256}
+
+
+def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
+    """Training crops of ``context + 1`` bytes (random offset within each chunk); validation on
+    the first non-overlapping chunks of the held-out text."""
+    source = config.data.source
+    if source == "builtin":
+        train, val = text.builtin_pydoc(tiny=config.size == "tiny")
+    elif source == "text":
+        train, val = text.text_files(config.data.path)
+    else:
+        raise ValueError(f"data.source={source!r} is not an LM source (valid: builtin, text)")
+    span = _SIZES[config.size].context + 1
+    chunks = (len(train) - span) // span
+
+    def make_batch(indices: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        starts = indices * span + torch.randint(0, span, (len(indices),), generator=generator)
+        windows = train[starts[:, None] + torch.arange(span)[None, :]]
+        return windows[:, :-1], windows[:, 1:]
+
+    n_val = min(_VAL_SEQUENCES[config.size], len(val) // span)
+    val_windows = val[: n_val * span].view(n_val, span)
+    module = StreamDataModule(
+        chunks, make_batch, TensorDataset(val_windows[:, :-1], val_windows[:, 1:]), config.data.batch_size,
+        config.seed, config.data.num_workers,
+    )
+    return (module,)
+
+
+class LanguageModelTask(TaskModule):
+    """Next-byte prediction; validation perplexity (lower is better) is the metric."""
+
+    name = "lm"
+    metric = "ppl"
+    higher_is_better = False
+    default_target = {"tiny": 24.0, "default": 8.0}
+
+    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
+        super().__init__(size, optimizer_factory, lr_lambda)
+        self.perplexity = Perplexity()
+
+    def build_model(self, size: str) -> nn.Module:
+        return GPT(_SIZES[size])
+
+    def loss(self, batch: Any) -> Tensor:
+        x, y = batch
+        logits = self.model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def update_metric(self, batch: Any) -> None:
+        x, y = batch
+        self.perplexity.update(self.model(x).float(), y)
+
+    def compute_metric(self) -> float:
+        value = float(self.perplexity.compute())
+        self.perplexity.reset()
+        return value
