@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -46,6 +47,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.overrides, path=args.config)
     summary = train(config, force=args.force, progress_bar=console.is_terminal)
     where = run_dir(config)
+    if int(os.environ.get("LOCAL_RANK", 0)) != 0:
+        return 0  # a DDP child process: rank 0 reports
     if summary.get("skipped"):
         console.print(f"already {summary['status']}: {where} (use --force to run it again)")
         return 0

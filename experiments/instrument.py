@@ -106,6 +106,7 @@ class Instrumentation(pl.Callback):
             # A resumed run logs again what came after its checkpoint.
             self.store.truncate_after(trainer.global_step)
 
+    @torch.no_grad()
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
         step = trainer.global_step + 1  # the step about to be taken
@@ -125,7 +126,10 @@ class Instrumentation(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+        local = outputs["loss"] if isinstance(outputs, dict) else outputs
+        # The mean over processes: every rank takes the same divergence decision, and the logged
+        # loss is the loss of the whole (global) batch, as in a single process.
+        loss = float(trainer.strategy.reduce(local.detach(), reduce_op="mean"))
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > self.divergence_factor * self.first_loss:
@@ -152,6 +156,7 @@ class Instrumentation(pl.Callback):
     def _is_layer_stats_step(self, step: int) -> bool:
         return step == 1 or step % self.layer_stats_every == 0
 
+    @torch.no_grad()
     def _finish_layer_stats(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         params = [p for _, p in pl_module.named_parameters() if p.grad is not None]
         deltas = torch._foreach_sub([p.detach() for p in params], self._weights_before)

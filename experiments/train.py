@@ -8,6 +8,7 @@ uninterrupted run would have written.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -66,6 +67,7 @@ def _is_rank_zero() -> bool:
 
 def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> dict[str, Any]:
     """Train one run; return its summary (``skipped=True`` when it had already finished)."""
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banners: the store records
     store = RunStore(run_dir(config))
     rank_zero = _is_rank_zero()
     if store.is_finished() and not force:
@@ -116,6 +118,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         try:
             trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
         except Exception as exc:  # recorded in the store; the caller decides whether to go on

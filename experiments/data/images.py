@@ -99,8 +99,10 @@ def image_folder(root: Path | str, size: int = 32) -> tuple[ImageSplit, ImageSpl
     return (train_x, train_y), (val_x, val_y)
 
 
-def augment(images: Tensor, generator: torch.Generator, shift: int = 2, noise: float = 0.0, flip: bool = False) -> Tensor:
-    """Random translation by up to ``shift`` pixels (zero padding), optional flip and noise."""
+def augment(images: Tensor, generator: torch.Generator, shift: int = 2, noise: float = 0.0, flip: bool = False,
+            distractor: float = 0.0) -> Tensor:
+    """Random translation by up to ``shift`` pixels (zero padding), optional flip and noise, and
+    optionally another image of the batch, shifted, blended in at weight ``distractor``."""
     n, _, h, w = images.shape
     padded = F.pad(images, (shift, shift, shift, shift))
     dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
@@ -113,6 +115,9 @@ def augment(images: Tensor, generator: torch.Generator, shift: int = 2, noise: f
     if flip:
         mask = torch.rand(n, generator=generator) < 0.5
         out[mask] = out[mask].flip(-1)
+    if distractor:
+        others = torch.randperm(n, generator=generator)
+        out = out + distractor * out[others].roll(shifts=(h // 4, w // 4), dims=(2, 3))
     if noise:
         out = out + noise * torch.randn(out.shape, generator=generator)
     return out

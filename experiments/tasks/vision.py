@@ -27,18 +27,20 @@ def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
     source = config.data.source
     if source == "builtin":
         (train_x, train_y), (val_x, val_y) = images.builtin_digits(tiny=config.size == "tiny")
-        shift, noise, flip = 2, 0.3, False
+        # Digits alone saturate in a minute: train and validate on cluttered, noisy digits.
+        corruption = dict(shift=2, noise=0.5, flip=False, distractor=0.7)
+        val_x = images.augment(val_x, torch.Generator().manual_seed(12345), **corruption)
     elif source == "cifar10":
         (train_x, train_y), (val_x, val_y) = images.cifar10(config.data.path)
-        shift, noise, flip = 4, 0.0, True
+        corruption = dict(shift=4, flip=True)
     elif source == "imagefolder":
         (train_x, train_y), (val_x, val_y) = images.image_folder(config.data.path)
-        shift, noise, flip = 4, 0.0, True
+        corruption = dict(shift=4, flip=True)
     else:
         raise ValueError(f"data.source={source!r} is not a vision source (valid: builtin, cifar10, imagefolder)")
 
     def make_batch(indices: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return images.augment(train_x[indices], generator, shift=shift, noise=noise, flip=flip), train_y[indices]
+        return images.augment(train_x[indices], generator, **corruption), train_y[indices]
 
     module = StreamDataModule(
         len(train_y), make_batch, TensorDataset(val_x, val_y), config.data.batch_size, config.seed,
@@ -54,7 +56,7 @@ class VisionTask(TaskModule):
     name = "vision"
     metric = "acc"
     higher_is_better = True
-    default_target = {"tiny": 0.6, "default": 0.95}
+    default_target = {"tiny": 0.6, "default": 0.93}
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda,
                  in_channels: int, num_classes: int) -> None:
