@@ -34,7 +34,8 @@ class LARC(Optimizer):
 
     LARC writes :math:`s \cdot g` into ``p.grad`` — the one place in this package that rewrites
     gradients — except for inner optimizers that offer ``step_with_grad_scale`` (``NovoGrad``),
-    which take :math:`s` and :math:`\lVert g \rVert^2` and fold them into their own passes.
+    which take :math:`s` and :math:`\lVert g \rVert^2` and fold them into their own passes, and
+    fused NovoGrad on its C++ kernel (``fuses_larc()``), which computes :math:`s` itself.
 
     The wrapper is a real ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are the
     inner optimizer's own objects, so LR schedulers, ``state_dict``/``load_state_dict``,
@@ -110,6 +111,10 @@ class LARC(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        fuses_larc = getattr(self.optimizer, "fuses_larc", None)
+        if fuses_larc is not None and fuses_larc():
+            self.optimizer.step_with_larc()  # the inner kernel computes s in its own norm pass
+            return loss
         scales: dict[Tensor, Tensor] = {}
         sq_norms: dict[Tensor, Tensor] = {}
         for group in self.param_groups:

@@ -18,6 +18,9 @@ Scalar = Union[float, Tensor]
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+_LARC_MODES = {"clip": 1, "scale": 2}
+
+
 def _state_dtype(p: Tensor) -> torch.dtype:
     """float32 for float16/bfloat16 parameters (their norms and moments need the range)."""
     return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
@@ -165,6 +168,25 @@ class NovoGrad(Optimizer):
         ``grad_sq_norms`` may pass :math:`\lVert g \rVert^2` (of the unscaled gradient) already
         computed, so the gradient is read once less. ``step_with_grad_scale()`` equals ``step()``.
         """
+        self._step(grad_scales, grad_sq_norms, larc=False)
+
+    def fuses_larc(self) -> bool:
+        """Whether ``step_with_larc`` can run: every group fused, every tensor on the C++ kernel."""
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        return (
+            all(group["fused"] for group in self.param_groups)
+            and _cpu_kernel(params, [p.grad for p in params]) is not None
+        )
+
+    @torch.no_grad()
+    def step_with_larc(self) -> None:
+        """One step in which the fused kernel computes LARC's factor itself, from the ``larc_*``
+        keys that a ``LARC`` wrapper put in the (shared) parameter groups: the norms of w and g
+        come from one pass, so LARC costs a read of w, not two extra passes and a rewrite of g."""
+        self._step(None, None, larc=True)
+
+    def _step(self, grad_scales: Optional[dict[Tensor, Tensor]], grad_sq_norms: Optional[dict[Tensor, Tensor]],
+              larc: bool) -> None:
         for group in self.param_groups:
             buckets: dict[float, list[Tensor]] = {}
             for p in group["params"]:
@@ -176,6 +198,10 @@ class NovoGrad(Optimizer):
                 state["step"] += 1
                 # The step lives on the CPU, so reading it never waits for the device.
                 buckets.setdefault(float(state["step"]), []).append(p)
+            larc_options = None
+            if larc and group["layer_adaptation"]:
+                larc_options = dict(eta=group["larc_eta"], mode=group["larc_mode"], eps=group["larc_eps"],
+                                    min_update=group["larc_min_update"])
             for step, params in buckets.items():
                 states = [self.state[p] for p in params]
                 novograd(
@@ -186,6 +212,7 @@ class NovoGrad(Optimizer):
                     [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None,
                     grad_scales=[grad_scales[p] for p in params] if grad_scales else None,
                     grad_sq_norms=[grad_sq_norms[p] for p in params] if grad_sq_norms else None,
+                    larc=larc_options,
                     step=int(step),
                     lr=group["lr"],
                     beta1=group["betas"][0],
@@ -212,6 +239,7 @@ def novograd(
     *,
     grad_scales: Optional[list[Tensor]] = None,
     grad_sq_norms: Optional[list[Tensor]] = None,
+    larc: Optional[dict[str, Any]] = None,
     step: int,
     lr: float,
     beta1: float,
@@ -230,7 +258,9 @@ def novograd(
     """Functional NovoGrad over tensors that all take their ``step``-th step (see ``NovoGrad``).
 
     Step-dependent factors are computed here, on the host, once per call; the three paths below
-    (single-tensor reference, multi-tensor ``foreach``, compiled ``fused``) share them.
+    (single-tensor reference, multi-tensor ``foreach``, compiled ``fused``) share them. ``larc``
+    (``eta``, ``mode``, ``eps``, ``min_update``) asks the fused C++ kernel to compute LARC's factor
+    itself; only that kernel can (see ``NovoGrad.fuses_larc``).
     """
     # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
     beta2_t = 0.0 if (step == 1 and not init_zero) else beta2
@@ -245,15 +275,20 @@ def novograd(
         weight_decay=weight_decay,
     )
     flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
+    if larc is not None and not fused:
+        raise ValueError("larc= needs the fused C++ kernel (see NovoGrad.fuses_larc())")
     if fused:
         if not params:
             return
-        kernel = _cpu_kernel(params, grads, exp_avgs)
+        kernel = _cpu_kernel(params, grads)
+        if larc is not None and kernel is None:
+            raise ValueError("larc= needs the fused C++ kernel (see NovoGrad.fuses_larc())")
         if kernel is not None:
+            larc_args = (_LARC_MODES[larc["mode"]], larc["eta"], larc["eps"], larc["min_update"]) if larc else (0, 0.0, 0.0, 0.0)
             kernel.novograd_step(
                 params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], grad_scales or [],
                 grad_sq_norms or [], *coefficients.values(), eps_inside_sqrt, reg_inside_moment,
-                torch.get_num_threads(),
+                *larc_args, torch.get_num_threads(),
             )
             return
         if grad_sq_norms is None:
@@ -322,14 +357,14 @@ def _single_tensor_novograd(
         param.copy_(w)
 
 
-def _cpu_kernel(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]) -> Optional[Any]:
+def _cpu_kernel(params: list[Tensor], grads: list[Tensor]) -> Optional[Any]:
     """optbench's C++ kernel for float32 CPU tensors (``optimizers/novograd_cpu.py``), where it
     is importable and builds; None sends the fused path to ``torch.compile``."""
     try:
         from optimizers import novograd_cpu
     except ImportError:  # this file was copied without its package
         return None
-    return novograd_cpu.load() if novograd_cpu.supports(params, grads, exp_avgs) else None
+    return novograd_cpu.load() if params and novograd_cpu.supports(params, grads) else None
 
 
 @functools.cache

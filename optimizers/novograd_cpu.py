@@ -25,25 +25,41 @@ _SOURCE = r"""
 using torch::Tensor;
 
 // The update of NovoGrad's docstring, for float32 contiguous CPU tensors that share one step.
+// larc_mode 1 (clip) or 2 (scale) computes LARC's factor s from |w| and |g| in the norm pass
+// (LARC's docstring has the formula); 0 takes s from grad_scales, or 1.
 void novograd_step(
     std::vector<Tensor> params, std::vector<Tensor> grads, std::vector<Tensor> exp_avgs,
     std::vector<Tensor> exp_avg_sqs, std::vector<Tensor> max_exp_avg_sqs,
     std::vector<Tensor> grad_scales, std::vector<Tensor> grad_sq_norms,
     double lr, double beta1, double beta2_t, double beta3, double bias_correction1,
     double bias_correction2, double eps, double weight_decay, bool eps_inside_sqrt,
-    bool reg_inside_moment, int64_t threads) {
+    bool reg_inside_moment, int64_t larc_mode, double larc_eta, double larc_eps,
+    double larc_min_update, int64_t threads) {
   const bool amsgrad = !max_exp_avg_sqs.empty();
   for (size_t t = 0; t < params.size(); ++t) {
     float* w = params[t].data_ptr<float>();
     const float* g = grads[t].data_ptr<float>();
     float* m = exp_avgs[t].data_ptr<float>();
     const int64_t n = params[t].numel();
-    const double scale = grad_scales.empty() ? 1.0 : grad_scales[t].item<double>();
+    double scale = grad_scales.empty() ? 1.0 : grad_scales[t].item<double>();
     // float partial sums, one per SIMD lane and thread: accurate enough, and double accumulation
     // measured ~1.3x slower (the reduction stops vectorising)
-    float partial = 0.0f;
+    float partial = 0.0f, w_partial = 0.0f;
     double sq;
-    if (grad_sq_norms.empty()) {
+    if (larc_mode != 0) {
+      #pragma omp parallel for simd reduction(+:partial, w_partial) if (n > 65536) num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        partial += g[i] * g[i];
+        w_partial += w[i] * w[i];
+      }
+      sq = partial;
+      const double g_norm = std::sqrt(sq), w_norm = std::sqrt(static_cast<double>(w_partial));
+      if (g_norm > 0 && w_norm > 0) {
+        const double ratio = larc_eta * w_norm / (g_norm + larc_eps);
+        scale = larc_mode == 1 ? std::min(std::max(ratio / lr, larc_min_update), 1.0)
+                               : std::max(ratio, larc_min_update);
+      }
+    } else if (grad_sq_norms.empty()) {
       #pragma omp parallel for simd reduction(+:partial) if (n > 65536) num_threads(threads) schedule(static)
       for (int64_t i = 0; i < n; ++i) partial += g[i] * g[i];
       sq = partial;
@@ -61,7 +77,7 @@ void novograd_step(
     }
     const double v_hat = v_used / bias_correction2;
     const double denom = eps_inside_sqrt ? std::sqrt(v_hat + eps) : std::sqrt(v_hat) + eps;
-    const float b1 = beta1, d = weight_decay;
+    const float b1 = beta1;
     if (reg_inside_moment) {
       const float c = beta3 * scale / denom, cd = beta3 * weight_decay, step = lr / bias_correction1;
       #pragma omp parallel for simd if (n > 65536) num_threads(threads) schedule(static)
@@ -84,13 +100,14 @@ void novograd_step(
 """
 
 
-def supports(params: list[Any], grads: list[Any], exp_avgs: list[Any]) -> bool:
-    """Whether the kernel handles these tensors: float32, contiguous, on the CPU."""
+def supports(params: list[Any], grads: list[Any]) -> bool:
+    """Whether the kernel handles these tensors: float32, contiguous, on the CPU (NovoGrad's
+    moment buffers then are too: float32, laid out like their parameters)."""
     import torch
 
     return all(
         t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-        for tensors in (params, grads, exp_avgs) for t in tensors
+        for tensors in (params, grads) for t in tensors
     )
 
 

@@ -52,6 +52,15 @@ INNERS = {
         lambda params, lr: NovoGrad(params, lr=lr, **DECOUPLED),
         lambda weights, lr: ReferenceNovoGrad(weights, lr=lr, **DECOUPLED),
     ),
+    # The fused C++ kernel computes LARC's factor itself (NovoGrad.step_with_larc).
+    "novograd_fused": (
+        lambda params, lr: NovoGrad(params, lr=lr, fused=True),
+        lambda weights, lr: ReferenceNovoGrad(weights, lr=lr),
+    ),
+    "novograd_decoupled_fused": (
+        lambda params, lr: NovoGrad(params, lr=lr, fused=True, **DECOUPLED),
+        lambda weights, lr: ReferenceNovoGrad(weights, lr=lr, **DECOUPLED),
+    ),
 }
 
 REFERENCE_CASES = [
@@ -85,7 +94,7 @@ def test_matches_float64_reference(inner, mode):
         torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("inner, rewrites_grad", [("sgd", True), ("novograd", False)])
+@pytest.mark.parametrize("inner, rewrites_grad", [("sgd", True), ("novograd", False), ("novograd_fused", False)])
 def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, rewrites_grad):
     """Over SGD, LARC leaves s·g in ``p.grad``; over NovoGrad it folds s into NovoGrad's step and
     ``p.grad`` stays the gradient backward produced."""
@@ -97,6 +106,45 @@ def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, re
         expected = g * s if rewrites_grad else g
         torch.testing.assert_close(p.grad, expected, rtol=1e-6, atol=0)
     assert min(scales) < 0.5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fused_novograd_computes_larc_itself(mode):
+    """Over fused NovoGrad on float32 CPU tensors LARC takes the kernel path (``fuses_larc``), which
+    handles ‖w‖ = 0, ‖g‖ = 0, ``layer_adaptation=False`` groups and lr = 0 as the reference does."""
+    gen = torch.Generator().manual_seed(3)
+    zero_weight, zero_grad = nn.Parameter(torch.zeros(4)), nn.Parameter(torch.randn(3, generator=gen))
+    normal, excluded = nn.Parameter(torch.randn(5, 2, generator=gen)), nn.Parameter(torch.randn(6, generator=gen))
+    weights = [p.detach().double().clone() for p in (zero_weight, zero_grad, normal, excluded)]
+    grads = [torch.randn(4, generator=gen), torch.zeros(3), 10 * torch.randn(5, 2, generator=gen),
+             torch.randn(6, generator=gen)]
+    inner = NovoGrad([{"params": [zero_weight, zero_grad, normal]},
+                      {"params": [excluded], "layer_adaptation": False}], lr=MODES[mode]["lr"], fused=True)
+    larc = LARC(inner, eta=MODES[mode]["eta"], mode=mode)
+    for p, g in zip((zero_weight, zero_grad, normal, excluded), grads):
+        p.grad = g.clone()
+    assert inner.fuses_larc()
+    larc.step()
+    reference = ReferenceNovoGrad(weights, lr=MODES[mode]["lr"])
+    factors = ReferenceLARC(ReferenceNovoGrad(weights, lr=MODES[mode]["lr"]), eta=MODES[mode]["eta"],
+                            mode=mode).factors([g.double() for g in grads])
+    factors[3] = 1.0  # the excluded group keeps its gradient
+    assert factors[0] == factors[1] == 1.0 and factors[2] != 1.0
+    reference.step([s * g.double() for s, g in zip(factors, grads)])
+    for p, ref in zip((zero_weight, zero_grad, normal, excluded), reference.params):
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_novograd_larc_with_zero_lr_is_finite():
+    """Clip mode divides by the rate: at lr = 0 (a warm-up's first step) s clips to 1, no NaN."""
+    p = nn.Parameter(torch.randn(8))
+    larc = LARC(NovoGrad([p], lr=0.0, fused=True, weight_decay=0.0), mode="clip")
+    before = p.detach().clone()
+    p.grad = torch.randn(8)
+    larc.step()
+    assert torch.equal(p.detach(), before)
+    assert torch.isfinite(larc.state[p]["exp_avg"]).all()
 
 
 @pytest.mark.parametrize("mode", MODES)
