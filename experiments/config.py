@@ -174,6 +174,12 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(
             f"unknown optimizer {config.optimizer.name!r}; valid names: {', '.join(optimizer_names())}"
         )
+    layer_wise = config.optimizer.name.startswith(("novograd", "larc_", "lars"))
+    if "fsdp" in config.trainer.strategy and layer_wise:
+        raise ConfigError(
+            f"trainer.strategy={config.trainer.strategy} with optimizer {config.optimizer.name!r} is not supported: "
+            "FSDP hands the optimizer shards, and per-layer norms would be norms of shards"
+        )
     if not config.optimizer.lr >= 0:
         raise ConfigError(f"invalid value for 'optimizer.lr': {config.optimizer.lr} (must be >= 0)")
     for key in ("data.batch_size", "trainer.max_steps", "trainer.accumulate_grad_batches",
