@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from experiments.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
 
-__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "state_bytes", "REFERENCE_ROW", "ADAM_STATE_ROW"]
+__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "REFERENCE_ROW", "ADAM_STATE_ROW"]
 
 REFERENCE_ROW = "torch Adam (fused)"  # step-time ratios are to this row
 ADAM_STATE_ROW = "torch Adam (foreach)"  # state-byte ratios are to this row
@@ -44,16 +45,6 @@ def resnet50_shapes(small: bool = False) -> list[tuple[int, ...]]:
             inplanes = planes * 4
     shapes += [(1000, inplanes), (1000,)]
     return shapes
-
-
-def state_bytes(optimizer: Optimizer) -> int:
-    """Bytes held by the optimizer's state tensors (step counters included)."""
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, Tensor):
-                total += value.numel() * value.element_size()
-    return total
 
 
 @dataclass
@@ -127,7 +118,7 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
     for _ in range(warmup - 1):
         one_step()
     row.ms += [one_step() for _ in range(steps)]
-    row.state_bytes = state_bytes(optimizer)
+    row.state_bytes = optimizer_state_bytes(optimizer)
     del optimizer, params, grads
     gc.collect()
 

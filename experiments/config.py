@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "run_id", "to_yaml", "effective_batch_size",
+    "optimizer_options",
 ]
 
 
@@ -103,6 +104,23 @@ _CHOICES = {
 }
 
 
+_positive = (lambda v: v > 0, lambda v: True)
+_RANGES = [
+    ("data.batch_size", *_positive), ("trainer.max_steps", *_positive),
+    ("trainer.accumulate_grad_batches", *_positive), ("trainer.devices", *_positive),
+    ("optimizer.reference_batch_size", *_positive), ("trainer.val_every_n_steps", *_positive),
+    ("trainer.log_every_n_steps", *_positive), ("trainer.layer_stats_every_n_steps", *_positive),
+    ("trainer.gradient_clip_val", *_positive),
+    ("trainer.divergence_factor", lambda v: v > 1, lambda v: True),
+    ("schedule.warmup_steps", lambda v: v >= 0, lambda v: True),
+    ("schedule.min_lr_ratio", lambda v: v >= 0, lambda v: v <= 1),
+    ("data.num_workers", lambda v: v >= 0, lambda v: True),
+]
+_RANGE_TEXT = {key: "> 0" for key, *_ in _RANGES}
+_RANGE_TEXT.update({"trainer.divergence_factor": "> 1", "schedule.warmup_steps": ">= 0",
+                    "schedule.min_lr_ratio": "in [0, 1]", "data.num_workers": ">= 0"})
+
+
 def _known_keys(node: Any = RunConfig, prefix: str = "") -> list[str]:
     keys = []
     for f in fields(node):
@@ -139,22 +157,51 @@ def _one_line(error: OmegaConfBaseException) -> str:
     return f"invalid value for {key!r}: {message}" if key else message
 
 
+def _check_override_keys(dotlist: Sequence[str]) -> None:
+    """Every override names a field (or an optimizer option), never a whole group."""
+    groups = {key.rsplit(".", 1)[0] for key in _known_keys() if "." in key}
+    for item in dotlist:
+        key = item.partition("=")[0]
+        if key in groups:
+            raise ConfigError(f"config key {key!r} is a group: set its fields, e.g. {key}.<field>=value")
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    """A YAML config file, its top-level ``optimizer:`` options moved under ``optimizer.options``."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        file_config = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot parse {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(file_config, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    if "optimizer" in file_config:
+        optimizer = file_config.optimizer
+        if not isinstance(optimizer, DictConfig):
+            raise ConfigError(f"'optimizer' in {path} must be a mapping, got {optimizer!r}")
+        own = {f.name for f in fields(OptimizerConfig)}
+        options = {k: optimizer[k] for k in optimizer if k not in own}
+        if options:
+            existing = optimizer.get("options") or {}
+            for key in options:
+                del optimizer[key]
+            optimizer["options"] = {**OmegaConf.to_container(OmegaConf.create(existing)), **options}
+    return file_config
+
+
 def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None) -> DictConfig:
     """Schema defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
     schema = OmegaConf.structured(RunConfig)
+    dotlist = _route_optimizer_options(overrides)
+    _check_override_keys(dotlist)
     try:
         layers = [schema]
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
-            file_config = OmegaConf.load(path)
-            if "optimizer" in file_config:
-                options = {k: file_config.optimizer.pop(k) for k in list(file_config.optimizer)
-                           if k not in {f.name for f in fields(OptimizerConfig)}}
-                file_config.optimizer.setdefault("options", {}).update(options)
-            layers.append(file_config)
-        layers.append(OmegaConf.from_dotlist(_route_optimizer_options(overrides)))
+            layers.append(_read_yaml(Path(path)))
+        layers.append(OmegaConf.from_dotlist(dotlist))
         config = OmegaConf.merge(*layers)
     except OmegaConfBaseException as error:
         raise ConfigError(_one_line(error)) from None
@@ -182,11 +229,14 @@ def validate(config: DictConfig) -> None:
         )
     if not config.optimizer.lr >= 0:
         raise ConfigError(f"invalid value for 'optimizer.lr': {config.optimizer.lr} (must be >= 0)")
-    for key in ("data.batch_size", "trainer.max_steps", "trainer.accumulate_grad_batches",
-                "trainer.devices", "optimizer.reference_batch_size", "trainer.val_every_n_steps",
-                "trainer.log_every_n_steps", "trainer.layer_stats_every_n_steps"):
-        if OmegaConf.select(config, key) <= 0:
-            raise ConfigError(f"invalid value for {key!r}: {OmegaConf.select(config, key)} (must be > 0)")
+    for key, low, high in _RANGES:
+        value = OmegaConf.select(config, key)
+        if value is None and key == "trainer.gradient_clip_val":
+            continue
+        if not (low(value) and high(value)):
+            raise ConfigError(f"invalid value for {key!r}: {value} (must be {_RANGE_TEXT[key]})")
+    if config.trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
+        raise ConfigError(f"trainer.accelerator={config.trainer.accelerator} but no CUDA device is visible")
     if config.data.source != "builtin":
         if not config.data.path:
             raise ConfigError(f"data.source={config.data.source} needs data.path")
@@ -195,14 +245,29 @@ def validate(config: DictConfig) -> None:
     # The optimizer validates its own options: build it once over a dummy parameter.
     import torch
 
-    options = dict(config.optimizer.options)
-    if config.optimizer.weight_decay is not None:
-        options["weight_decay"] = config.optimizer.weight_decay
     try:
         build_optimizer(config.optimizer.name, [torch.zeros(1, requires_grad=True)],
-                        lr=config.optimizer.lr, **options)
-    except (ValueError, TypeError) as error:
+                        lr=config.optimizer.lr, **optimizer_options(config))
+    except ValueError as error:
         raise ConfigError(str(error)) from None
+    except TypeError as error:  # e.g. betas=0.9: a value of the wrong shape for the option
+        raise ConfigError(f"invalid optimizer.options {dict(config.optimizer.options)} for "
+                          f"{config.optimizer.name!r}: {error}") from None
+
+
+def optimizer_options(config: DictConfig) -> dict[str, Any]:
+    """``optimizer.options`` (lists as tuples) plus ``optimizer.weight_decay`` when set."""
+    options = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in OmegaConf.to_container(config.optimizer.options, resolve=True).items()}
+    if config.optimizer.weight_decay is not None:
+        options["weight_decay"] = config.optimizer.weight_decay
+    return options
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def effective_batch_size(config: DictConfig) -> int:
@@ -210,8 +275,25 @@ def effective_batch_size(config: DictConfig) -> int:
     return config.data.batch_size * config.trainer.accumulate_grad_batches * config.trainer.devices
 
 
+def _without_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        default = defaults.get(key, _MISSING)
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = _without_defaults(value, default)
+            if value:
+                out[key] = value
+        elif value != default:
+            out[key] = value
+    return out
+
+
+_MISSING = object()
+
+
 def run_id(config: DictConfig) -> str:
-    """Stable 12-hex-digit hash of every key that changes a run's results."""
+    """Stable 12-hex-digit hash of every result-changing key whose value differs from the schema
+    default: adding a config field (with a default) to optbench leaves existing run_ids alone."""
     plain = OmegaConf.to_container(config, resolve=True)
     for key in _NOT_RESULT_KEYS:
         *parents, last = key.split(".")
@@ -219,6 +301,7 @@ def run_id(config: DictConfig) -> str:
         for parent in parents:
             node = node[parent]
         node.pop(last, None)
+    plain = _without_defaults(plain, OmegaConf.to_container(OmegaConf.structured(RunConfig)))
     canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -25,7 +25,7 @@ __all__ = ["Instrumentation", "optimizer_state_bytes", "peak_memory_bytes"]
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by the optimizer's state tensors."""
+    """Bytes held by the optimizer's state tensors (step counters included)."""
     return sum(
         v.numel() * v.element_size()
         for state in optimizer.state.values() for v in state.values() if isinstance(v, Tensor)

@@ -22,7 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from experiments.config import effective_batch_size, run_id, to_yaml
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+from experiments.config import ConfigError, effective_batch_size, optimizer_options, run_id, to_yaml
 from experiments.instrument import Instrumentation, peak_memory_bytes
 from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import RunStore, collect_meta
@@ -46,11 +48,18 @@ def steps_to_target(rows: list[dict[str, Any]], metric: str, target: float, high
     return None
 
 
+def _keep_aside(root: Path) -> None:
+    """Rename a run directory that ``--force`` replaces: a result is never destroyed."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, number = root.with_name(f"{root.name}.replaced-{stamp}"), 1
+    while target.exists():
+        number += 1
+        target = root.with_name(f"{root.name}.replaced-{stamp}-{number}")
+    root.rename(target)
+
+
 def _optimizer_factory(config: DictConfig, lr: float):
-    options = {k: tuple(v) if isinstance(v, list) else v
-               for k, v in OmegaConf.to_container(config.optimizer.options, resolve=True).items()}
-    if config.optimizer.weight_decay is not None:
-        options["weight_decay"] = config.optimizer.weight_decay
+    options = optimizer_options(config)
 
     def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
         optimizer = build_optimizer(config.optimizer.name, model, lr=lr, **options)
@@ -73,12 +82,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     if store.is_finished() and not force:
         return {**store.summary(), "skipped": True}
     if force and store.root.exists() and rank_zero:
-        # --force never destroys a result: the old directory is kept beside the new one.
-        store.root.rename(store.root.with_name(f"{store.root.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
-    resume = store.last_checkpoint
-    if rank_zero:
-        store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
-
+        _keep_aside(store.root)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     batch = effective_batch_size(config)
     lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
@@ -93,27 +97,34 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
         layer_stats_every=config.trainer.layer_stats_every_n_steps,
         divergence_factor=config.trainer.divergence_factor,
     )
-    checkpoint = ModelCheckpoint(
-        dirpath=store.checkpoints, filename="last", save_top_k=0, save_last=True,
-        every_n_train_steps=config.trainer.val_every_n_steps,
-    )
-    trainer = pl.Trainer(
-        max_steps=config.trainer.max_steps,
-        accumulate_grad_batches=config.trainer.accumulate_grad_batches,
-        precision=config.trainer.precision,
-        accelerator=config.trainer.accelerator,
-        devices=config.trainer.devices,
-        strategy=config.trainer.strategy,
-        gradient_clip_val=config.trainer.gradient_clip_val,
-        val_check_interval=config.trainer.val_every_n_steps * config.trainer.accumulate_grad_batches,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
-        callbacks=[instrumentation, checkpoint],
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        deterministic=False,
-    )
+    # Saved after each validation (not before it, as every_n_train_steps would): a resumed run
+    # then never misses a validation nor restores a best metric older than its step.
+    checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
+                                 save_on_train_epoch_end=False, enable_version_counter=False)
+    try:  # Lightning checks precision, accelerator, strategy... here: before anything is written
+        trainer = pl.Trainer(
+            max_steps=config.trainer.max_steps,
+            accumulate_grad_batches=config.trainer.accumulate_grad_batches,
+            precision=config.trainer.precision,
+            accelerator=config.trainer.accelerator,
+            devices=config.trainer.devices,
+            strategy=config.trainer.strategy,
+            gradient_clip_val=config.trainer.gradient_clip_val,
+            val_check_interval=config.trainer.val_every_n_steps * config.trainer.accumulate_grad_batches,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
+            callbacks=[instrumentation, checkpoint],
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            deterministic=False,
+        )
+    except (MisconfigurationException, ValueError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+    resume = store.last_checkpoint
+    if rank_zero:
+        store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
     status, error = "completed", None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
