@@ -67,7 +67,7 @@ def _bench_cells(rows: list[BenchRow]) -> list[list[str]]:
     return cells
 
 
-_BENCH_COLUMNS = ("optimizer", "ms/step", "x fused Adam", "state MiB", "x Adam state", "compile s")
+_BENCH_COLUMNS = ("optimizer", "ms/step", "x fused Adam", "state MiB", "x Adam state", "first step s")
 
 
 def bench_table(rows: list[BenchRow], title: str = "") -> Table:
