@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -42,12 +41,14 @@ def _bench_title(args: argparse.Namespace) -> str:
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from experiments.config import load_config
+
+    config = load_config(args.overrides, path=args.config)  # bad input fails before Lightning loads
+    from experiments.store import is_rank_zero
     from experiments.train import run_dir, train
 
-    config = load_config(args.overrides, path=args.config)
     summary = train(config, force=args.force, progress_bar=console.is_terminal)
     where = run_dir(config)
-    if int(os.environ.get("LOCAL_RANK", 0)) != 0:
+    if not is_rank_zero():
         return 0  # a DDP child process: rank 0 reports
     if summary.get("skipped"):
         console.print(f"already {summary['status']}: {where} (use --force to run it again)")

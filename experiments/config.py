@@ -49,7 +49,7 @@ class OptimizerConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "cosine"  # constant | cosine | polynomial (after a linear warm-up)
-    warmup_steps: int = 0  # linear warm-up from 0 to the peak rate
+    warmup_steps: int = 0  # linear warm-up over this many steps: 1/warmup, 2/warmup, ... of the peak
     min_lr_ratio: float = 0.0  # final rate / peak rate for cosine and polynomial
     power: float = 2.0  # exponent of the polynomial decay
 

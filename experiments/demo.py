@@ -1,7 +1,7 @@
 """A short training demo: every optimizer family on one small classification problem.
 
-The built-in Lightning tasks (ASR, vision, LM) and the study/report demo build on this harness;
-this demo needs only torch and runs in well under a minute on 2 CPU cores.
+A stand-in until the study demo (a small study on all three tasks, with a report) exists: it
+needs only torch and runs in well under a minute on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from torch import Tensor
 from experiments.store import RunStore
 from optimizers import LARC, LARS
 from optimizers.larc import larc_grad_scales
+from optimizers.lars import lars_trust_ratios
 
 __all__ = ["Instrumentation", "optimizer_state_bytes", "peak_memory_bytes"]
 
@@ -54,10 +55,8 @@ def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> Opt
                 eps=group["larc_eps"], min_update=group["larc_min_update"], adapt=group["layer_adaptation"],
             )
         elif group["layer_adaptation"]:
-            w = torch.stack(torch._foreach_norm(group_params, 2, dtype=torch.float32))
-            g = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-            trust = group["eta"] * w / (g + group["weight_decay"] * w + group["eps"])
-            scales = list(torch.where((w > 0) & (g > 0), trust, torch.ones_like(trust)).unbind(0))
+            scales = list(lars_trust_ratios(group_params, grads, eta=group["eta"], weight_decay=group["weight_decay"],
+                                            eps=group["eps"]).unbind(0))
         else:
             scales = [torch.ones(())] * len(group_params)
         for p, s in zip(group_params, scales):
@@ -68,7 +67,8 @@ def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> Opt
 class Instrumentation(pl.Callback):
     """Writes the run's metrics and layer statistics, and stops a diverging run.
 
-    Divergence: a non-finite training loss, or one above ``divergence_factor`` × the first loss.
+    Divergence: a non-finite training loss, or one above ``divergence_factor`` × the first loss,
+    checked at the first and every logged step (reading the loss syncs with the device).
     """
 
     def __init__(self, store: Optional[RunStore], *, effective_batch_size: int, log_every: int,
@@ -126,23 +126,25 @@ class Instrumentation(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0  # else mid-accumulation
+        step = trainer.global_step
+        if stepped and self.state_bytes == 0:
+            self.state_bytes = optimizer_state_bytes(trainer.optimizers[0])
+        if stepped and self._weights_before is not None:
+            self._finish_layer_stats(trainer, pl_module)
+        logging_step = stepped and (step % self.log_every == 0 or step >= trainer.max_steps)
+        if self.first_loss is not None and not logging_step:
+            return  # reading the loss waits for the device: only the first and logged steps do
         local = outputs["loss"] if isinstance(outputs, dict) else outputs
-        # The mean over processes: every rank takes the same divergence decision, and the logged
-        # loss is the loss of the whole (global) batch, as in a single process.
+        # The mean over processes: every rank takes the same divergence decision (at the same
+        # steps), and the logged loss is the whole global batch's, as in a single process.
         loss = float(trainer.strategy.reduce(local.detach(), reduce_op="mean"))
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > self.divergence_factor * self.first_loss:
-            self.diverged_at = trainer.global_step
+            self.diverged_at = step
             trainer.should_stop = True
-        if (batch_idx + 1) % trainer.accumulate_grad_batches:
-            return  # mid-accumulation: no optimizer step was taken
-        step = trainer.global_step
-        if self.state_bytes == 0:
-            self.state_bytes = optimizer_state_bytes(trainer.optimizers[0])
-        if self._weights_before is not None:
-            self._finish_layer_stats(trainer, pl_module)
-        if step % self.log_every == 0 or trainer.should_stop or step >= trainer.max_steps:
+        if logging_step or trainer.should_stop:
             self._log_scalars(trainer, step, loss)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-__all__ = ["RunStore", "STATUSES", "write_json_atomic", "collect_meta"]
+__all__ = ["RunStore", "STATUSES", "write_json_atomic", "collect_meta", "is_rank_zero", "finite_or_none"]
 
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 
@@ -45,8 +45,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _finite_or_none(value: float) -> Optional[float]:
+def finite_or_none(value: Any) -> Optional[float]:
+    """The number, or None for NaN/inf/non-numbers (JSON has no NaN)."""
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is the global rank 0 of a launch, before any process group exists:
+    Lightning's DDP launcher, torchrun and SLURM's srun each set some of these variables."""
+    return all(int(os.environ.get(name, 0)) == 0 for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
 
 
 def collect_meta() -> dict[str, Any]:
@@ -117,12 +124,11 @@ class RunStore:
     def begin(self, config_yaml: str, meta: dict[str, Any], resume: bool) -> None:
         """Create the directory; write config.yaml (first) and meta.json.
 
-        On resume the config must be the one on disk (same run_id, same YAML), metrics logged
-        after the checkpoint are dropped (they will be logged again), and meta gains a restart.
+        The directory's name is the run_id, so a config.yaml already there describes the same
+        run (it may differ in keys that do not change results, e.g. ``data.num_workers``): the
+        first one is kept. On resume meta.json gains a restart entry.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.config_path.is_file() and self.config_path.read_text() != config_yaml:
-            raise ValueError(f"{self.config_path} holds a different config: refusing to overwrite it")
         if not self.config_path.is_file():
             tmp = self.root / ".config.yaml.tmp"
             tmp.write_text(config_yaml)

@@ -9,8 +9,6 @@ uninterrupted run would have written.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
 import warnings
 from functools import partial
@@ -27,7 +25,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from experiments.config import ConfigError, effective_batch_size, optimizer_options, run_id, to_yaml
 from experiments.instrument import Instrumentation, peak_memory_bytes
 from experiments.schedule import lr_multiplier, scaled_lr
-from experiments.store import RunStore, collect_meta
+from experiments.store import RunStore, collect_meta, finite_or_none, is_rank_zero
 from experiments.tasks import build_task
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
@@ -69,20 +67,13 @@ def _optimizer_factory(config: DictConfig, lr: float):
     return factory
 
 
-def _is_rank_zero() -> bool:
-    # Lightning's DDP launcher re-runs the command in child processes with these set.
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-
-
 def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> dict[str, Any]:
     """Train one run; return its summary (``skipped=True`` when it had already finished)."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banners: the store records
     store = RunStore(run_dir(config))
-    rank_zero = _is_rank_zero()
+    rank_zero = is_rank_zero()
     if store.is_finished() and not force:
         return {**store.summary(), "skipped": True}
-    if force and store.root.exists() and rank_zero:
-        _keep_aside(store.root)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     batch = effective_batch_size(config)
     lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
@@ -91,7 +82,10 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
         warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
         power=config.schedule.power,
     )
-    module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+    try:
+        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+    except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
+        raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
     instrumentation = Instrumentation(
         store, effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
         layer_stats_every=config.trainer.layer_stats_every_n_steps,
@@ -103,6 +97,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
                                  save_on_train_epoch_end=False, enable_version_counter=False)
     try:  # Lightning checks precision, accelerator, strategy... here: before anything is written
         trainer = pl.Trainer(
+            default_root_dir=str(store.root),  # where Lightning looks for SLURM requeue checkpoints
             max_steps=config.trainer.max_steps,
             accumulate_grad_batches=config.trainer.accumulate_grad_batches,
             precision=config.trainer.precision,
@@ -113,6 +108,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             val_check_interval=config.trainer.val_every_n_steps * config.trainer.accumulate_grad_batches,
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # the data module shards training and validation itself
             logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
             callbacks=[instrumentation, checkpoint],
             enable_progress_bar=progress_bar,
@@ -122,6 +118,8 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
 
+    if force and store.root.exists() and rank_zero:
+        _keep_aside(store.root)
     resume = store.last_checkpoint
     if rank_zero:
         store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
@@ -132,11 +130,16 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         try:
             trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
+        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
+            if trainer.is_global_zero:
+                store.finish(_summary(config, store, module, trainer, instrumentation, "interrupted",
+                                      "stopped by the user", lr, batch))
+            raise
         except Exception as exc:  # recorded in the store; the caller decides whether to go on
             status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
     if instrumentation.diverged_at is not None:
         status = "diverged"
-    elif status == "completed" and (trainer.interrupted or trainer.global_step < config.trainer.max_steps):
+    elif status == "completed" and trainer.global_step < config.trainer.max_steps:
         status = "interrupted"
     if status == "completed" and trainer.global_step % config.trainer.val_every_n_steps:
         trainer.validate(module, data, verbose=False)  # the final metric is always measured
@@ -171,7 +174,7 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
     final = {}
     for row in rows:
         final.update({k: v for k, v in row.items() if k not in ("step", "epoch", "wall_time")})
-    values = [row[metric] for row in rows if metric in row]
+    values = [row[metric] for row in rows if finite_or_none(row.get(metric)) is not None]
     best = (max if module.higher_is_better else min)(values) if values else None
     elapsed = instrumentation.elapsed()
     return {
@@ -187,7 +190,7 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
         "diverged_at_step": instrumentation.diverged_at,
         "metric": metric,
         "higher_is_better": module.higher_is_better,
-        "final": {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in final.items()},
+        "final": {k: finite_or_none(v) for k, v in final.items()},
         "best": {metric: best},
         "target": target,
         "steps_to_target": steps_to_target(rows, metric, target, module.higher_is_better),

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["LARS"]
+__all__ = ["LARS", "lars_trust_ratios"]
 
 
 class LARS(Optimizer):
@@ -91,6 +91,15 @@ class LARS(Optimizer):
         return state["momentum_buffer"]
 
 
+def lars_trust_ratios(params: list[Tensor], grads: list[Tensor], *, eta: float, weight_decay: float,
+                      eps: float) -> Tensor:
+    """λ per tensor, stacked (float32): η‖w‖ / (‖g‖ + β‖w‖ + ε), and 1 where a norm is 0."""
+    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
+    grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+    trust = eta * weight_norms / (grad_norms + weight_decay * weight_norms + eps)
+    return torch.where((weight_norms > 0) & (grad_norms > 0), trust, torch.ones_like(trust))
+
+
 def _lars_update(
     params: list[Tensor],
     grads: list[Tensor],
@@ -106,12 +115,8 @@ def _lars_update(
     """Multi-tensor LARS step (see ``LARS``); trust ratios are computed stacked, on the device."""
     update = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
     if adapt:
-        weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
-        grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-        trust = eta * weight_norms / (grad_norms + weight_decay * weight_norms + eps)
-        trust = torch.where((weight_norms > 0) & (grad_norms > 0), trust, torch.ones_like(trust))
-        rates = list((lr * trust).unbind(0))
-        update = torch._foreach_mul(update, rates)
+        trust = lars_trust_ratios(params, grads, eta=eta, weight_decay=weight_decay, eps=eps)
+        update = torch._foreach_mul(update, list((lr * trust).unbind(0)))
     else:
         update = torch._foreach_mul(update, lr)
     torch._foreach_mul_(bufs, momentum)

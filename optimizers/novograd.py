@@ -42,7 +42,9 @@ class NovoGrad(Optimizer):
     with :math:`\beta_3 = 1-\beta_1` if ``grad_averaging`` else 1, and, if ``bias_correction``,
     :math:`\hat v_t = v_t / (1-\beta_2^t)` and :math:`\hat m_t = m_t / (1-\beta_1^t)`
     (otherwise the hats are no-ops). With ``amsgrad`` the running maximum of :math:`v_t` takes its
-    place in the denominator. The state is one buffer like the parameter (:math:`m`) and one
+    place in the denominator. Note that ``bias_correction`` without ``init_zero`` divides an
+    already unbiased first :math:`v_1 = \lVert g_1 \rVert^2` by :math:`1-\beta_2` (a smaller first
+    step); apex does exactly this, so ``novograd_apex`` keeps it. The state is one buffer like the parameter (:math:`m`) and one
     float32 scalar (:math:`v`) per tensor: half of Adam's memory.
 
     Two switches reproduce other code bases (see the registry's ``novograd_os2s`` and
@@ -139,11 +141,13 @@ class NovoGrad(Optimizer):
             if saved is None:
                 continue
             state = self.state[p]
-            state["step"] = saved["step"].to(device="cpu", dtype=torch.float32)
-            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            state["step"] = saved["step"].to(device="cpu", dtype=torch.float32, copy=True)
+            # The moment laid out like its parameter (the fused kernel indexes both alike).
+            state["exp_avg"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.preserve_format)
+            state["exp_avg"].copy_(saved["exp_avg"])
+            for key in ("exp_avg_sq", "max_exp_avg_sq"):
                 if key in saved:
-                    dtype = _state_dtype(p) if key == "exp_avg" else torch.float32
-                    state[key] = saved[key].to(device=p.device, dtype=dtype, copy=True)
+                    state[key] = saved[key].to(device=p.device, dtype=torch.float32, copy=True)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -152,7 +156,7 @@ class NovoGrad(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.step_with_grad_scale()
+        self._step(None, None, larc=False)
         return loss
 
     @torch.no_grad()
@@ -295,8 +299,11 @@ def novograd(
             # One multi-tensor reduction beats a reduction kernel per tensor in the compiled graph.
             grad_sq_norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
             torch._foreach_mul_(grad_sq_norms, grad_sq_norms)
-        device = params[0].device
-        as_tensors = {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in coefficients.items()}
+        # One host-to-device copy of all coefficients, asynchronous (pinned) on GPUs: no sync.
+        values = torch.tensor(list(coefficients.values()), dtype=torch.float32)
+        if params[0].device.type == "cuda":
+            values = values.pin_memory().to(params[0].device, non_blocking=True)
+        as_tensors = dict(zip(coefficients, values.unbind(0)))
         _compiled_single_tensor_novograd()(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
             **as_tensors, **flags,

@@ -37,6 +37,8 @@ void novograd_step(
     double larc_min_update, int64_t threads) {
   const bool amsgrad = !max_exp_avg_sqs.empty();
   for (size_t t = 0; t < params.size(); ++t) {
+    TORCH_CHECK(params[t].is_contiguous() && grads[t].is_contiguous() && exp_avgs[t].is_contiguous(),
+                "novograd_step: tensor ", t, " is not contiguous");
     float* w = params[t].data_ptr<float>();
     const float* g = grads[t].data_ptr<float>();
     float* m = exp_avgs[t].data_ptr<float>();

@@ -5,11 +5,25 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from experiments.data.stream import MakeBatch, StepBatches
 
-__all__ = ["StreamDataModule"]
+__all__ = ["StreamDataModule", "ShardSampler"]
+
+
+class ShardSampler(Sampler[int]):
+    """Items ``rank, rank + world, ...``: every validation item on exactly one process (torch's
+    DistributedSampler pads with repeats, which would count some items twice in the metric)."""
+
+    def __init__(self, size: int, rank: int, world: int) -> None:
+        self.indices = range(rank, size, world)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class StreamDataModule(pl.LightningDataModule):
@@ -42,5 +56,8 @@ class StreamDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_dataset, batch_size=self.batch_size, shuffle=False,
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return DataLoader(self.val_dataset, batch_size=self.batch_size,
+                          sampler=ShardSampler(len(self.val_dataset), rank, world),
                           num_workers=self.num_workers, collate_fn=self.val_collate)

@@ -167,6 +167,8 @@ def _read_manifest(path: Path, limit_seconds: Optional[float]) -> Utterances:
             raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from None
         if not audio_path.is_absolute():
             audio_path = path.parent / audio_path
+        if not audio_path.is_file():
+            raise FileNotFoundError(f"{path}:{number}: audio file not found: {audio_path}")
         if limit_seconds is not None and entry.get("duration", 0.0) > limit_seconds:
             continue
         samples, rate = soundfile.read(audio_path, dtype="float32", always_2d=True)

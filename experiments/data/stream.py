@@ -31,7 +31,7 @@ def epoch_indices(size: int, seed: int, start: int, count: int) -> Tensor:
     while position < start + count:
         epoch, offset = divmod(position, size)
         take = min(size - offset, start + count - position)
-        out.append(torch.randperm(size, generator=_generator(seed, epoch))[offset : offset + take])
+        out.append(torch.randperm(size, generator=_generator(seed, 0, epoch))[offset : offset + take])
         position += take
     return torch.cat(out)
 
@@ -56,7 +56,7 @@ class StepBatches(IterableDataset):
         """Micro-batch ``index`` of this rank."""
         global_size = self.batch_size * self.world
         indices = epoch_indices(self.size, self.seed, index * global_size, global_size)
-        full = self.make_batch(indices, _generator(self.seed, 1 + index))
+        full = self.make_batch(indices, _generator(self.seed, 1, index))  # tag 1: augmentation
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return tuple(part[lo:hi] for part in full) if isinstance(full, tuple) else full[lo:hi]
 
