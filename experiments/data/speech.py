@@ -70,6 +70,8 @@ def _mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> Tensor:
 def log_mel(wave: Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> Tensor:
     """Per-utterance normalised log-mel spectrogram (n_mels × frames): 25 ms Hann window, 10 ms hop."""
     n_fft, hop = 512, sample_rate // 100
+    if wave.numel() < n_fft:  # a clip shorter than one FFT: pad with silence
+        wave = F.pad(wave, (0, n_fft - wave.numel()))
     window = torch.hann_window(int(0.025 * sample_rate))
     spectrum = torch.stft(wave.float(), n_fft, hop_length=hop, win_length=window.numel(), window=window,
                           center=True, return_complex=True).abs().square()
@@ -162,9 +164,9 @@ def _read_manifest(path: Path, limit_seconds: Optional[float]) -> Utterances:
             continue
         try:
             entry = json.loads(line)
-            audio_path, text = Path(entry["audio_filepath"]), entry["text"]
-        except (json.JSONDecodeError, KeyError) as error:
-            raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from None
+            audio_path, text = Path(entry["audio_filepath"]), str(entry["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}:{number}: not a NeMo manifest line ({type(error).__name__}: {error})") from None
         if not audio_path.is_absolute():
             audio_path = path.parent / audio_path
         if not audio_path.is_file():
@@ -186,5 +188,8 @@ def manifest_corpus(train_path: Path | str, val_path: Optional[Path | str],
     train = _read_manifest(Path(train_path), limit_seconds)
     if val_path is not None:
         return train, _read_manifest(Path(val_path), limit_seconds)
+    if len(train) < 2:
+        raise ValueError(f"{train_path} holds {len(train)} usable utterance(s): too few to hold out "
+                         "a validation split (give data.val_path)")
     n_val = max(1, math.ceil(len(train) * 0.05))
     return train[n_val:], train[:n_val]

@@ -14,6 +14,13 @@ def _bytes(text: str) -> Tensor:
     return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long()
 
 
+def _read(files: list[Path]) -> Tensor:
+    text = "".join(f.read_text(encoding="utf-8") for f in files)
+    if not text:
+        raise ValueError(f"{', '.join(str(f) for f in files)}: empty")
+    return _bytes(text)
+
+
 def builtin_pydoc(tiny: bool) -> tuple[Tensor, Tensor]:
     """The topics of ``pydoc_data`` (the text behind ``help()``, ~465 kB, shipped with Python):
     the first 90% for training, the last 10% for validation. ``tiny`` keeps 60 kB of training text."""
@@ -31,6 +38,5 @@ def text_files(root: Path | str) -> tuple[Tensor, Tensor]:
     for train_pattern, valid_pattern in (("*.train.tokens", "*.valid.tokens"), ("train.txt", "valid.txt")):
         train_files, valid_files = sorted(root.glob(train_pattern)), sorted(root.glob(valid_pattern))
         if train_files and valid_files:
-            read = lambda files: _bytes("".join(f.read_text(encoding="utf-8") for f in files))  # noqa: E731
-            return read(train_files), read(valid_files)
+            return _read(train_files), _read(valid_files)
     raise FileNotFoundError(f"{root} holds neither *.train.tokens/*.valid.tokens nor train.txt/valid.txt")

@@ -44,6 +44,9 @@ def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
         return windows[:, :-1], windows[:, 1:]
 
     n_val = min(_VAL_SEQUENCES[config.size], len(val) // span)
+    if n_val == 0 or chunks <= 0:
+        raise ValueError(f"LM text too short: {len(train)} training and {len(val)} validation bytes, "
+                         f"and one sequence needs {span}")
     val_windows = val[: n_val * span].view(n_val, span)
     module = StreamDataModule(
         chunks, make_batch, TensorDataset(val_windows[:, :-1], val_windows[:, 1:]), config.data.batch_size,
