@@ -3,9 +3,10 @@
 Built-in corpora are synthesised offline with eSpeak NG and cached as features under
 ``$OPTBENCH_CACHE`` (default ``~/.cache/optbench``):
 
-- ``sentences`` (default size): spans of 3–8 consecutive words of the Zen of Python, spoken by
-  several English voices at several speeds and pitches, with added noise: a small open-vocabulary
-  character task that does not saturate in minutes.
+- ``sentences`` (default size): 3–7 words drawn at random from the 500 most frequent words of
+  Python's documentation, spoken by several English voices at several speeds and pitches, with
+  added noise. Random word order leaves no sentence to memorise (an earlier corpus of spans of
+  one fixed text reached 0% WER in 200 steps): the model has to spell what it hears.
 - ``digits`` (tiny size): one to three spoken digits, for seconds-long tests.
 """
 
@@ -35,7 +36,7 @@ N_MELS = 64
 VOCABULARY = " abcdefghijklmnopqrstuvwxyz'"  # index + 1 is the CTC label; 0 is the blank
 VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 # A list of (features F×T float16, transcript) pairs.
 Utterances = list[tuple[Tensor, str]]
@@ -96,28 +97,23 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("OPTBENCH_CACHE", Path.home() / ".cache" / "optbench"))
 
 
-def _zen_words() -> list[str]:
-    import codecs
-    import contextlib
-    import io
+@functools.cache
+def _vocabulary(size: int = 500) -> list[str]:
+    """The ``size`` most frequent words (letters only, 2–10 long) of Python's documentation."""
+    import collections
+    import re
 
-    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
-        import this
-    text = codecs.decode(this.s, "rot13").split("\n", 2)[2]
-    words = ["".join(c for c in w.lower() if c in VOCABULARY) for w in text.replace("--", " ").split()]
-    return [w for w in words if w]
+    from pydoc_data.topics import topics
+
+    counts = collections.Counter(re.findall(r"\b[a-z]{2,10}\b", " ".join(topics.values()).lower()))
+    return sorted(word for word, _ in counts.most_common(size))
 
 
 def _transcripts(kind: str, count: int, rng: random.Random) -> list[str]:
     if kind == "digits":
         return [" ".join(rng.choice(DIGITS) for _ in range(rng.randint(1, 3))) for _ in range(count)]
-    words = _zen_words()
-    out = []
-    for _ in range(count):
-        length = rng.randint(3, 8)
-        start = rng.randrange(len(words) - length)
-        out.append(" ".join(words[start : start + length]))
-    return out
+    words = _vocabulary()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(count)]
 
 
 def _synthesise(kind: str, count: int, seed: int) -> Utterances:
