@@ -93,7 +93,7 @@ class SpeechTask(TaskModule):
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__(size, optimizer_factory, lr_lambda)
-        self.wer = WordErrorRate()
+        self.val_metric = WordErrorRate()
 
     def build_model(self, size: str) -> nn.Module:
         return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, **_SIZES[size])
@@ -113,9 +113,4 @@ class SpeechTask(TaskModule):
             collapsed = [token for i, token in enumerate(path[:length]) if i == 0 or token != path[i - 1]]
             hypotheses.append(speech.decode_tokens(collapsed))
         references = [speech.decode_tokens(row[:n]) for row, n in zip(labels.tolist(), label_lengths.tolist())]
-        self.wer.update(hypotheses, references)
-
-    def compute_metric(self) -> float:
-        value = float(self.wer.compute())
-        self.wer.reset()
-        return value
+        self.val_metric.update(hypotheses, references)

@@ -24,8 +24,8 @@ LrLambda = Callable[[int], float]
 class TaskModule(pl.LightningModule):
     """Base of every task: the optimizer wiring, loss logging and best-metric tracking.
 
-    Subclasses set the class attributes and implement ``build_model``, ``loss`` and the
-    validation metric (``update_metric`` / ``compute_metric``).
+    Subclasses set the class attributes, implement ``build_model``, ``loss`` and
+    ``update_metric``, and assign their torchmetrics metric to ``self.val_metric``.
     """
 
     name: ClassVar[str]
@@ -50,8 +50,11 @@ class TaskModule(pl.LightningModule):
     @abstractmethod
     def update_metric(self, batch: Any) -> None: ...
 
-    @abstractmethod
-    def compute_metric(self) -> float: ...
+    def compute_metric(self) -> float:
+        """The validation metric over everything ``update_metric`` saw (synced across processes)."""
+        value = float(self.val_metric.compute())
+        self.val_metric.reset()
+        return value
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = self.loss(batch)

@@ -65,7 +65,7 @@ class LanguageModelTask(TaskModule):
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__(size, optimizer_factory, lr_lambda)
-        self.perplexity = Perplexity()
+        self.val_metric = Perplexity()
 
     def build_model(self, size: str) -> nn.Module:
         return GPT(_SIZES[size])
@@ -77,9 +77,4 @@ class LanguageModelTask(TaskModule):
 
     def update_metric(self, batch: Any) -> None:
         x, y = batch
-        self.perplexity.update(self.model(x).float(), y)
-
-    def compute_metric(self) -> float:
-        value = float(self.perplexity.compute())
-        self.perplexity.reset()
-        return value
+        self.val_metric.update(self.model(x).float(), y)

@@ -62,7 +62,7 @@ class VisionTask(TaskModule):
                  in_channels: int, num_classes: int) -> None:
         self.in_channels, self.num_classes = in_channels, num_classes
         super().__init__(size, optimizer_factory, lr_lambda)
-        self.accuracy = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metric = MulticlassAccuracy(num_classes, average="micro")
 
     def build_model(self, size: str) -> nn.Module:
         return ResNet(self.in_channels, self.num_classes, **_SIZES[size])
@@ -73,9 +73,4 @@ class VisionTask(TaskModule):
 
     def update_metric(self, batch: Any) -> None:
         x, y = batch
-        self.accuracy.update(self.model(x).argmax(dim=1), y)
-
-    def compute_metric(self) -> float:
-        value = float(self.accuracy.compute())
-        self.accuracy.reset()
-        return value
+        self.val_metric.update(self.model(x).argmax(dim=1), y)
