@@ -44,8 +44,8 @@ class NovoGrad(Optimizer):
     (otherwise the hats are no-ops). With ``amsgrad`` the running maximum of :math:`v_t` takes its
     place in the denominator. Note that ``bias_correction`` without ``init_zero`` divides an
     already unbiased first :math:`v_1 = \lVert g_1 \rVert^2` by :math:`1-\beta_2` (a smaller first
-    step); apex does exactly this, so ``novograd_apex`` keeps it. The state is one buffer like the parameter (:math:`m`) and one
-    float32 scalar (:math:`v`) per tensor: half of Adam's memory.
+    step); apex does exactly this, so ``novograd_apex`` keeps it. The state is one buffer like
+    the parameter (:math:`m`) and one float32 scalar (:math:`v`) per tensor: half of Adam's memory.
 
     Two switches reproduce other code bases (see the registry's ``novograd_os2s`` and
     ``novograd_apex``):
@@ -279,14 +279,12 @@ def novograd(
         weight_decay=weight_decay,
     )
     flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
-    if larc is not None and not fused:
+    kernel = _cpu_kernel(params, grads) if fused else None
+    if larc is not None and kernel is None:
         raise ValueError("larc= needs the fused C++ kernel (see NovoGrad.fuses_larc())")
     if fused:
         if not params:
             return
-        kernel = _cpu_kernel(params, grads)
-        if larc is not None and kernel is None:
-            raise ValueError("larc= needs the fused C++ kernel (see NovoGrad.fuses_larc())")
         if kernel is not None:
             larc_args = (_LARC_MODES[larc["mode"]], larc["eta"], larc["eps"], larc["min_update"]) if larc else (0, 0.0, 0.0, 0.0)
             kernel.novograd_step(
