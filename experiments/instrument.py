@@ -40,7 +40,7 @@ def peak_memory_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> Optional[list[float]]:
+def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> list[float]:
     """The layer-wise factor LARC (s) or LARS (λ) applies to each of ``params`` this step."""
     wanted = {p: i for i, p in enumerate(params)}
     ratios: list[float] = [math.nan] * len(params)
