@@ -8,7 +8,9 @@ from typing import Optional, Sequence
 
 from rich.console import Console
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_LOCKED"]
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another live process trains this run; try again later
 
 
 def _cmd_optimizers(args: argparse.Namespace, console: Console) -> int:
@@ -43,13 +45,17 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from experiments.config import load_config
 
     config = load_config(args.overrides, path=args.config)  # bad input fails before Lightning loads
-    from experiments.store import is_rank_zero
+    from experiments.store import RunLockedError
     from experiments.train import run_dir, train
 
-    summary = train(config, force=args.force, progress_bar=console.is_terminal)
+    try:
+        summary = train(config, force=args.force, progress_bar=console.is_terminal)
+    except RunLockedError as error:
+        print(f"optbench: {error}", file=sys.stderr)
+        return EXIT_LOCKED
     where = run_dir(config)
-    if not is_rank_zero():
-        return 0  # a DDP child process: rank 0 reports
+    if summary is None:
+        return 0  # another process of a multi-process run: the global rank 0 reports
     if summary.get("skipped"):
         console.print(f"already {summary['status']}: {where} (use --force to run it again)")
         return 0

@@ -18,8 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
-    "LoggerConfig", "RunConfig", "load_config", "run_id", "to_yaml", "effective_batch_size",
-    "optimizer_options",
+    "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "canonical_config",
+    "to_yaml", "effective_batch_size", "optimizer_options",
 ]
 
 
@@ -67,6 +67,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10  # scalar metrics interval
     layer_stats_every_n_steps: int = 50  # per-layer norms, update ratios, trust ratios
     divergence_factor: float = 10.0  # loss above this × the first loss (or NaN/inf): diverged
+    stop_at_target: bool = False  # end the run at the first validation that reaches `target`
 
 
 @dataclass
@@ -92,8 +93,6 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-# Keys that never change what a run computes: left out of its run_id.
-_NOT_RESULT_KEYS = ("out_dir", "study", "logger", "data.num_workers")
 _CHOICES = {
     "task": ("vision", "asr", "lm"),
     "size": ("tiny", "default"),
@@ -210,7 +209,11 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
 
 
 def validate(config: DictConfig) -> None:
-    """Check values the schema's types cannot: choices, ranges, the optimizer and its options."""
+    """Check values the schema's types cannot: choices, ranges, the optimizer and its options.
+
+    Nothing here looks at this machine (devices, data paths): a study is planned on one machine
+    and trained on others. ``check_environment`` does that, when a run starts.
+    """
     from optimizers.registry import build_optimizer, optimizer_names
 
     for key, choices in _CHOICES.items():
@@ -235,13 +238,8 @@ def validate(config: DictConfig) -> None:
             continue
         if not (low(value) and high(value)):
             raise ConfigError(f"invalid value for {key!r}: {value} (must be {_RANGE_TEXT[key]})")
-    if config.trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
-        raise ConfigError(f"trainer.accelerator={config.trainer.accelerator} but no CUDA device is visible")
-    if config.data.source != "builtin":
-        if not config.data.path:
-            raise ConfigError(f"data.source={config.data.source} needs data.path")
-        if not Path(config.data.path).exists():
-            raise ConfigError(f"data.path does not exist: {config.data.path}")
+    if config.data.source != "builtin" and not config.data.path:
+        raise ConfigError(f"data.source={config.data.source} needs data.path")
     # The optimizer validates its own options: build it once over a dummy parameter.
     import torch
 
@@ -253,6 +251,16 @@ def validate(config: DictConfig) -> None:
     except TypeError as error:  # e.g. betas=0.9: a value of the wrong shape for the option
         raise ConfigError(f"invalid optimizer.options {dict(config.optimizer.options)} for "
                           f"{config.optimizer.name!r}: {error}") from None
+
+
+def check_environment(config: DictConfig) -> None:
+    """What a run needs of the machine it starts on: the device it asks for, its data path."""
+    if config.trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
+        raise ConfigError(f"trainer.accelerator={config.trainer.accelerator} but no CUDA device is visible")
+    for key in ("data.path", "data.val_path"):
+        path = OmegaConf.select(config, key)
+        if config.data.source != "builtin" and path and not Path(path).exists():
+            raise ConfigError(f"{key} does not exist: {path}")
 
 
 def optimizer_options(config: DictConfig) -> dict[str, Any]:
@@ -275,34 +283,64 @@ def effective_batch_size(config: DictConfig) -> int:
     return config.data.batch_size * config.trainer.accumulate_grad_batches * config.trainer.devices
 
 
-def _without_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        default = defaults.get(key, _MISSING)
-        if isinstance(value, dict) and isinstance(default, dict):
-            value = _without_defaults(value, default)
-            if value:
-                out[key] = value
-        elif value != default:
-            out[key] = value
-    return out
+# Keys that never change what a run computes: left out of its run_id. ``target`` joins them
+# unless ``trainer.stop_at_target`` makes it end the run.
+_NOT_RESULT_KEYS = (
+    "out_dir", "study", "logger", "data.num_workers", "trainer.accelerator", "trainer.log_every_n_steps",
+    "trainer.layer_stats_every_n_steps",
+)
+# Bumped whenever the meaning of a run_id changes (what is hashed, or how): old ids never alias.
+RUN_ID_VERSION = 2
 
 
-_MISSING = object()
+def canonical_config(config: DictConfig) -> dict[str, Any]:
+    """What a run computes, as plain data: every result-changing key with its resolved value.
 
+    The optimizer's options are resolved by the registry (defaults merged in, so an explicit
+    default equals an omitted one; implementation switches such as ``fused`` out), numbers are
+    floats (``eps=1`` equals ``eps=1.0``), tuples are lists, and keys that change no result are
+    dropped. Every schema field is kept, defaults included: changing a default changes the ids of
+    the runs that relied on it instead of aliasing them.
+    """
+    from optimizers.registry import resolved_options
 
-def run_id(config: DictConfig) -> str:
-    """Stable 12-hex-digit hash of every result-changing key whose value differs from the schema
-    default: adding a config field (with a default) to optbench leaves existing run_ids alone."""
     plain = OmegaConf.to_container(config, resolve=True)
+    if not config.trainer.stop_at_target:
+        plain.pop("target")
     for key in _NOT_RESULT_KEYS:
         *parents, last = key.split(".")
         node = plain
         for parent in parents:
             node = node[parent]
-        node.pop(last, None)
-    plain = _without_defaults(plain, OmegaConf.to_container(OmegaConf.structured(RunConfig)))
-    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
+        node.pop(last)
+    optimizer = plain["optimizer"]
+    optimizer["options"] = resolved_options(config.optimizer.name, **optimizer_options(config))
+    optimizer["options"].pop("lr", None)  # optimizer.lr is the one that counts
+    optimizer.pop("weight_decay")  # folded into options
+    if optimizer["lr_scaling"] == "none":
+        optimizer.pop("reference_batch_size")  # nothing is scaled from it
+    return _normalised(plain)
+
+
+def _normalised(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalised(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalised(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def run_id(config: DictConfig) -> str:
+    """Stable 12-hex-digit hash of ``canonical_config(config)``, salted with ``RUN_ID_VERSION``
+    and, for built-in data, the data set's version (``experiments/data/versions.py``)."""
+    from experiments.data.versions import builtin_data_version
+
+    salt = {"run_id_version": RUN_ID_VERSION}
+    if config.data.source == "builtin":
+        salt["data_version"] = builtin_data_version(config.task)
+    canonical = json.dumps({**salt, "config": canonical_config(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -69,10 +69,13 @@ class Instrumentation(pl.Callback):
 
     Divergence: a non-finite training loss, or one above ``divergence_factor`` × the first loss,
     checked at the first and every logged step (reading the loss syncs with the device).
+    ``stop_at=(metric, target, higher_is_better)`` also ends the run at the first validation
+    whose ``metric`` reaches ``target`` (``reached_target_at`` records the step).
     """
 
     def __init__(self, store: Optional[RunStore], *, effective_batch_size: int, log_every: int,
-                 layer_stats_every: int, divergence_factor: float) -> None:
+                 layer_stats_every: int, divergence_factor: float,
+                 stop_at: Optional[tuple[str, float, bool]] = None) -> None:
         self.store = store
         self.effective_batch_size = effective_batch_size
         self.log_every = log_every
@@ -80,6 +83,8 @@ class Instrumentation(pl.Callback):
         self.divergence_factor = divergence_factor
         self.first_loss: Optional[float] = None
         self.diverged_at: Optional[int] = None
+        self.stop_at = stop_at
+        self.reached_target_at: Optional[int] = None
         self.elapsed_before = 0.0  # training seconds of earlier attempts (resume)
         self.state_bytes = 0
         self._start = 0.0
@@ -153,6 +158,12 @@ class Instrumentation(pl.Callback):
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self._write(trainer, "metrics.jsonl", {"step": trainer.global_step, "epoch": trainer.current_epoch,
                                                 "wall_time": self.elapsed(), **values})
+        if self.stop_at is not None and self.reached_target_at is None:
+            metric, target, higher_is_better = self.stop_at
+            value = values.get(metric, math.nan)
+            if value >= target if higher_is_better else value <= target:
+                self.reached_target_at = trainer.global_step
+                trainer.should_stop = True
 
     # -- helpers -------------------------------------------------------------------------------
     def _is_layer_stats_step(self, step: int) -> bool:

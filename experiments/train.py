@@ -22,10 +22,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from experiments.config import ConfigError, effective_batch_size, optimizer_options, run_id, to_yaml
+from experiments.config import (
+    ConfigError, check_environment, effective_batch_size, optimizer_options, run_id, to_yaml,
+)
 from experiments.instrument import Instrumentation, peak_memory_bytes
 from experiments.schedule import lr_multiplier, scaled_lr
-from experiments.store import RunStore, collect_meta, finite_or_none, is_rank_zero
+from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
 from experiments.tasks import build_task
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
@@ -67,13 +69,18 @@ def _optimizer_factory(config: DictConfig, lr: float):
     return factory
 
 
-def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> dict[str, Any]:
-    """Train one run; return its summary (``skipped=True`` when it had already finished)."""
+def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> Optional[dict[str, Any]]:
+    """Train one run; return its summary (``skipped=True`` when it had already finished), or None
+    in the other processes of a multi-process run (the global rank 0 writes and reports).
+
+    The process that writes holds the run's lock while it trains: a second process asked for the
+    same run raises ``RunLockedError`` instead of training into the same directory.
+    """
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banners: the store records
     store = RunStore(run_dir(config))
-    rank_zero = is_rank_zero()
     if store.is_finished() and not force:
         return {**store.summary(), "skipped": True}
+    check_environment(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     batch = effective_batch_size(config)
     lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
@@ -90,6 +97,8 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
         store, effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
         layer_stats_every=config.trainer.layer_stats_every_n_steps,
         divergence_factor=config.trainer.divergence_factor,
+        stop_at=(f"val/{module.metric}", _target(config, module), module.higher_is_better)
+        if config.trainer.stop_at_target else None,
     )
     # Saved after each validation (not before it, as every_n_train_steps would): a resumed run
     # then never misses a validation nor restores a best metric older than its step.
@@ -118,10 +127,38 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
 
-    if force and store.root.exists() and rank_zero:
+    if trainer.is_global_zero:
+        finished = _claim(store, force)
+        if finished is not None:
+            return {**finished, "skipped": True}
+    try:
+        return _fit_and_finish(config, store, module, data, trainer, instrumentation, lr, batch)
+    finally:
+        if trainer.is_global_zero:
+            store.lock.release()
+
+
+def _claim(store: RunStore, force: bool) -> Optional[dict[str, Any]]:
+    """Take the run's lock (under ``force``, first setting a finished run aside). Returns the
+    summary of a run another process finished since ``train`` looked, with the lock released."""
+    if force and store.root.exists():
+        holder = store.lock.holder()
+        if holder is not None:
+            raise RunLockedError(f"cannot --force run {store.root}: process {holder['pid']} on "
+                                 f"{holder['host']} is training it")
         _keep_aside(store.root)
-    resume = store.last_checkpoint
-    if rank_zero:
+    store.lock.acquire()
+    finished = store.summary()
+    if finished is not None and finished["status"] in FINISHED and not force:
+        store.lock.release()
+        return finished
+    return None
+
+
+def _fit_and_finish(config: DictConfig, store: RunStore, module, data, trainer: pl.Trainer,
+                    instrumentation: Instrumentation, lr: float, batch: int) -> Optional[dict[str, Any]]:
+    resume = store.resume_checkpoint()
+    if trainer.is_global_zero:
         store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
     status, error = "completed", None
     with warnings.catch_warnings():
@@ -139,20 +176,26 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
     if instrumentation.diverged_at is not None:
         status = "diverged"
-    elif status == "completed" and trainer.global_step < config.trainer.max_steps:
+    elif (status == "completed" and trainer.global_step < config.trainer.max_steps
+          and instrumentation.reached_target_at is None):
         status = "interrupted"
     if status == "completed" and trainer.global_step % config.trainer.val_every_n_steps:
         trainer.validate(module, data, verbose=False)  # the final metric is always measured
-    summary = _summary(config, store, module, trainer, instrumentation, status, error, lr, batch)
-    if trainer.is_global_zero:
-        store.finish(summary)
-        if trainer.logger is not None:
-            trainer.logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
-            trainer.logger.finalize(status)
-            import wandb
+    if not trainer.is_global_zero:
+        return None
+    summary = store.finish(_summary(config, store, module, trainer, instrumentation, status, error, lr, batch))
+    if trainer.logger is not None:
+        trainer.logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+        trainer.logger.finalize(status)
+        import wandb
 
-            wandb.finish()
+        wandb.finish()
     return summary
+
+
+def _target(config: DictConfig, module) -> float:
+    """The run's steps-to-target threshold: ``target``, else the task's default for its size."""
+    return config.target if config.target is not None else module.default_target[config.size]
 
 
 def _wandb_logger(config: DictConfig, store: RunStore):
@@ -170,7 +213,7 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
              status: str, error: Optional[str], lr: float, batch: int) -> dict[str, Any]:
     rows = list(store.rows("metrics.jsonl"))
     metric = f"val/{module.metric}"
-    target = config.target if config.target is not None else module.default_target[config.size]
+    target = _target(config, module)
     final = {}
     for row in rows:
         final.update({k: v for k, v in row.items() if k not in ("step", "epoch", "wall_time")})

@@ -15,7 +15,10 @@ from .lars import LARS
 from .novograd import NovoGrad
 from .param_groups import param_groups
 
-__all__ = ["OptimInfo", "REGISTRY", "LARC_PREFIX", "build_optimizer", "optimizer_names", "resolved_defaults"]
+__all__ = [
+    "OptimInfo", "REGISTRY", "LARC_PREFIX", "build_optimizer", "optimizer_names", "resolved_defaults",
+    "resolved_options",
+]
 
 LARC_PREFIX = "larc_"
 # Options that select an implementation, not an algorithm: left out of listings.
@@ -100,6 +103,26 @@ def resolved_defaults(name: str) -> dict[str, Any]:
         larc_params = inspect.signature(LARC.__init__).parameters
         defaults.update({LARC_PREFIX + k: larc_params[k].default for k in _LARC_OPTIONS})
     return defaults
+
+
+def resolved_options(name: str, **options: Any) -> dict[str, Any]:
+    """Every option ``build_optimizer(name, ..., **options)`` runs with: the defaults, then
+    ``options``, the pinned ones and the variant's rewrite; LARC's as ``larc_<option>``.
+
+    Implementation switches (``foreach``, ``fused``, ...) are left out: they choose how the same
+    update is computed, not which. Two option sets that resolve equal run the same algorithm.
+    """
+    entry, larc = _lookup(name)
+    larc_options: dict[str, Any] = {}
+    if larc:
+        options, larc_options = _split_larc_options(entry, options)
+    merged = {**resolved_defaults(entry.name), **options, **entry.fixed}
+    if entry.adapt is not None:
+        merged = entry.adapt(merged)
+    if larc:
+        merged.update({k: v for k, v in resolved_defaults(name).items() if k.startswith(LARC_PREFIX)})
+        merged.update({LARC_PREFIX + k: v for k, v in larc_options.items()})
+    return {k: v for k, v in merged.items() if k not in _IMPLEMENTATION_OPTIONS}
 
 
 def _split_larc_options(entry: OptimInfo, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

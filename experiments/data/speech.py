@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from experiments.data.versions import CORPUS_VERSION
+
 __all__ = [
     "SAMPLE_RATE", "VOCABULARY", "encode_text", "decode_tokens", "log_mel", "resample",
     "builtin_corpus", "manifest_corpus", "Utterances",
@@ -36,7 +38,6 @@ N_MELS = 64
 VOCABULARY = " abcdefghijklmnopqrstuvwxyz'"  # index + 1 is the CTC label; 0 is the blank
 VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-CORPUS_VERSION = 2
 
 # A list of (features F×T float16, transcript) pairs.
 Utterances = list[tuple[Tensor, str]]

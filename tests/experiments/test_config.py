@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments.config import (
-    ConfigError, OptimizerConfig, RunConfig, effective_batch_size, load_config, run_id, to_yaml,
+    ConfigError, OptimizerConfig, RunConfig, TrainerConfig, check_environment, effective_batch_size, load_config,
+    run_id, to_yaml,
 )
 from optimizers import optimizer_names
 
@@ -144,7 +146,6 @@ ERRORS = [
     pytest.param(["optimizer.name=novograd", "optimizer.betas=[1.5,0.98]"], r"[Ii]nvalid beta parameter at index 0: 1\.5", id="bad-beta"),
     pytest.param(["optimizer.name=adam", "optimizer.betas=[0.9,1.0]"], r"[Ii]nvalid beta parameter at index 1", id="bad-beta-2"),
     pytest.param(["optimizer.weight_decay=-1"], r"weight_decay", id="negative-weight-decay"),
-    pytest.param(["data.source=cifar10", "data.path=/nonexistent"], r"data\.path.*/nonexistent", id="missing-data-path"),
     pytest.param(["data.source=cifar10"], r"data\.path", id="no-data-path"),
     pytest.param(["data.source=hdf5"], r"'data\.source'.*hdf5.*valid", id="unknown-source"),
     pytest.param(["task=bogus"], r"'task'.*'bogus'.*vision", id="unknown-task"),
@@ -223,23 +224,123 @@ def test_run_id_is_stable_and_short():
     assert run_id(load_config(list(reversed(BASE)))) == first
 
 
-@pytest.mark.parametrize("extra", [
-    "out_dir=/somewhere/else", "study=another", "logger.wandb=offline", "logger.project=x",
-    "logger.tags=[a,b]", "data.num_workers=3",
-])
-def test_run_id_ignores_where_and_how_it_is_logged(extra):
-    """Keys that do not change what a run computes leave run_id unchanged."""
-    assert run_id(load_config([*BASE, extra])) == run_id(load_config(BASE))
+# Pairs of override lists that describe the same computation: equal run_ids.
+SAME_RUN = [
+    pytest.param([], ["out_dir=/somewhere/else", "study=another"], id="where-it-is-stored"),
+    pytest.param([], ["logger.wandb=offline", "logger.project=x", "logger.tags=[a,b]"], id="how-it-is-logged"),
+    pytest.param([], ["data.num_workers=3"], id="loader-workers"),
+    pytest.param([], ["trainer.log_every_n_steps=7", "trainer.layer_stats_every_n_steps=9"], id="logging-intervals"),
+    pytest.param([], ["trainer.accelerator=cpu"], id="accelerator-cpu-vs-auto"),
+    pytest.param([], ["target=0.5"], id="target-without-stop-at-target"),
+    pytest.param([], ["optimizer.weight_decay=0.001"], id="explicit-default-weight-decay"),
+    pytest.param([], ["optimizer.betas=[0.95,0.98]", "optimizer.eps=1e-8"], id="explicit-default-options"),
+    pytest.param(["optimizer.eps=1"], ["optimizer.eps=1.0"], id="int-vs-float"),
+    pytest.param([], ["optimizer.foreach=false"], id="implementation-switch"),
+    pytest.param(["optimizer.name=novograd_os2s"], ["optimizer.name=novograd_os2s", "optimizer.betas=[0.95,0.5]"],
+                 id="option-the-variant-overrides"),
+    pytest.param([], ["optimizer.reference_batch_size=256"], id="reference-batch-without-scaling"),
+]
+
+# Pairs that change what is computed: different run_ids.
+DIFFERENT_RUN = [
+    pytest.param([], [extra], id=extra) for extra in [
+        "optimizer.lr=0.02", "seed=2", "optimizer.name=adamw", "data.batch_size=64",
+        "trainer.accumulate_grad_batches=2", "trainer.max_steps=301", "optimizer.betas=[0.9,0.99]",
+        "optimizer.weight_decay=0", "schedule.name=constant", "size=tiny", "task=lm",
+        "trainer.val_every_n_steps=25", "trainer.precision=bf16-mixed", "trainer.stop_at_target=true",
+    ]
+] + [
+    pytest.param(["trainer.stop_at_target=true"], ["trainer.stop_at_target=true", "target=0.5"],
+                 id="target-with-stop-at-target"),
+    pytest.param(["optimizer.lr_scaling=linear"], ["optimizer.lr_scaling=linear", "optimizer.reference_batch_size=256"],
+                 id="reference-batch-with-scaling"),
+    pytest.param(["optimizer.name=larc_sgd"], ["optimizer.name=larc_sgd", "optimizer.eta=0.01"], id="larc-option"),
+]
 
 
-@pytest.mark.parametrize("extra", [
-    "optimizer.lr=0.02", "seed=2", "optimizer.name=adamw", "data.batch_size=64",
-    "trainer.accumulate_grad_batches=2", "trainer.max_steps=301", "optimizer.betas=[0.9,0.99]",
-    "schedule.name=constant", "size=tiny", "task=lm",
-])
-def test_run_id_changes_with_result_keys(extra):
+@pytest.mark.parametrize("first, second", SAME_RUN)
+def test_same_computation_same_run_id(first, second):
+    """Keys that change no result, explicit defaults and number spellings leave run_id alone."""
+    assert run_id(load_config([*BASE, *first])) == run_id(load_config([*BASE, *second]))
+
+
+@pytest.mark.parametrize("first, second", DIFFERENT_RUN)
+def test_different_computation_different_run_id(first, second):
     """Keys that change results change run_id."""
-    assert run_id(load_config([*BASE, extra])) != run_id(load_config(BASE))
+    assert run_id(load_config([*BASE, *first])) != run_id(load_config([*BASE, *second]))
+
+
+def test_changed_schema_default_never_aliases_old_runs(monkeypatch):
+    """A run that relied on a default keeps its id when the default changes: the new default is
+    a new computation, the old value spelt out is the old run."""
+    from experiments import config as config_module
+
+    @dataclasses.dataclass
+    class NewTrainerConfig(TrainerConfig):
+        max_steps: int = 500
+
+    @dataclasses.dataclass
+    class NewRunConfig(RunConfig):
+        trainer: TrainerConfig = dataclasses.field(default_factory=NewTrainerConfig)
+
+    before = run_id(load_config(BASE))
+    monkeypatch.setattr(config_module, "RunConfig", NewRunConfig)
+    assert load_config(BASE).trainer.max_steps == 500
+    assert run_id(load_config(BASE)) != before
+    assert run_id(load_config([*BASE, "trainer.max_steps=300"])) == before
+
+
+def test_changed_optimizer_default_never_aliases_old_runs(monkeypatch):
+    """The registry's resolved defaults are hashed, so a changed optimizer default changes ids."""
+    from optimizers import registry
+
+    before = run_id(load_config(BASE))
+    entry = registry.REGISTRY["novograd"]
+    monkeypatch.setitem(registry.REGISTRY, "novograd", dataclasses.replace(entry, defaults={"weight_decay": 0.01}))
+    assert run_id(load_config(BASE)) != before
+    assert run_id(load_config([*BASE, "optimizer.weight_decay=0.001"])) == before
+
+
+def test_builtin_data_version_is_part_of_the_run_id(monkeypatch):
+    """A new built-in corpus gives its task's runs new ids; other tasks and real data keep theirs."""
+    from experiments.data import versions
+
+    asr, vision = load_config([*BASE, "task=asr"]), load_config(BASE)
+    real = load_config([*BASE, "task=asr", "data.source=manifest", "data.path=train.json"])
+    ids = [run_id(config) for config in (asr, vision, real)]
+    monkeypatch.setattr(versions, "CORPUS_VERSION", versions.CORPUS_VERSION + 1)
+    assert run_id(asr) != ids[0]
+    assert run_id(vision) == ids[1]
+    assert run_id(real) == ids[2]
+
+
+def test_run_id_is_salted_with_its_version(monkeypatch):
+    """Bumping RUN_ID_VERSION (a change in what is hashed) changes every id."""
+    from experiments import config as config_module
+
+    before = run_id(load_config(BASE))
+    monkeypatch.setattr(config_module, "RUN_ID_VERSION", config_module.RUN_ID_VERSION + 1)
+    assert run_id(load_config(BASE)) != before
+
+
+ENVIRONMENT_ERRORS = [
+    pytest.param(["data.source=cifar10", "data.path=/nonexistent"], r"data\.path does not exist: /nonexistent",
+                 id="missing-data-path"),
+    pytest.param(["task=asr", "data.source=manifest", "data.path=/etc/hostname", "data.val_path=/nonexistent"],
+                 r"data\.val_path does not exist: /nonexistent", id="missing-val-path"),
+    pytest.param(["trainer.accelerator=gpu"], r"trainer\.accelerator=gpu but no CUDA device", id="gpu-without-cuda"),
+]
+
+
+@pytest.mark.parametrize("overrides, pattern", ENVIRONMENT_ERRORS)
+def test_machine_checks_wait_for_the_run(overrides, pattern):
+    """A config for another machine loads (a study is planned on a login node); the run start
+    refuses it with a one-line ConfigError."""
+    config = load_config(overrides)
+    with pytest.raises(ConfigError) as info:
+        check_environment(config)
+    assert "\n" not in str(info.value)
+    assert re.search(pattern, str(info.value)), str(info.value)
 
 
 def test_to_yaml_round_trips():

@@ -183,7 +183,7 @@ def test_train_on_real_data_source(tmp_path, source):
     recorded = OmegaConf.load(root / "config.yaml")
     assert recorded.data.source == source and recorded.data.path == config.data.path
     if expect:
-        state = torch.load(RunStore(root).last_checkpoint, weights_only=False)["state_dict"]
+        state = torch.load(RunStore(root).resume_checkpoint(), weights_only=False)["state_dict"]
         assert state["model.stem.0.weight"].shape[1] == expect["in_channels"]
         assert state["model.head.weight"].shape[0] == expect["classes"]
 

@@ -249,6 +249,17 @@ def test_steps_to_target_in_a_run(tmp_path, target, expected):
     assert summary["steps_to_target"] == expected
 
 
+@pytest.mark.parametrize("target, max_steps, expected_steps", [(0.0, 30, 10), (1.01, 20, 20)])
+def test_stop_at_target_ends_the_run_completed(tmp_path, target, max_steps, expected_steps):
+    """trainer.stop_at_target ends a run at the first validation that reaches the target, as a
+    completed run; a run that never reaches it trains its whole budget."""
+    config = tiny_config(tmp_path, f"target={target}", f"trainer.max_steps={max_steps}",
+                         "trainer.val_every_n_steps=10", "trainer.stop_at_target=true")
+    summary = train(config)
+    assert (summary["status"], summary["global_step"]) == ("completed", expected_steps)
+    assert summary["steps_to_target"] == (10 if target == 0.0 else None)
+
+
 @pytest.mark.parametrize("rows, target, higher, expected", [
     ([{"step": 5, "val/acc": 0.2}, {"step": 10, "val/acc": 0.6}, {"step": 15, "val/acc": 0.7}], 0.6, True, 10),
     ([{"step": 5, "val/acc": 0.2}, {"step": 10, "val/acc": 0.5}], 0.6, True, None),
