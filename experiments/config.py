@@ -68,6 +68,7 @@ class TrainerConfig:
     layer_stats_every_n_steps: int = 50  # per-layer norms, update ratios, trust ratios
     divergence_factor: float = 10.0  # loss above this × the first loss (or NaN/inf): diverged
     stop_at_target: bool = False  # end the run at the first validation that reaches `target`
+    grad_noise_scale: bool = False  # estimate B_simple (McCandlish et al.): needs accumulate_grad_batches >= 2
 
 
 @dataclass
@@ -238,6 +239,11 @@ def validate(config: DictConfig) -> None:
             continue
         if not (low(value) and high(value)):
             raise ConfigError(f"invalid value for {key!r}: {value} (must be {_RANGE_TEXT[key]})")
+    if config.trainer.grad_noise_scale and (config.trainer.accumulate_grad_batches < 2 or config.trainer.devices > 1):
+        raise ConfigError(
+            "trainer.grad_noise_scale needs trainer.accumulate_grad_batches >= 2 and trainer.devices=1 "
+            "(it compares one micro-batch's gradient with the accumulated one)"
+        )
     if config.data.source != "builtin" and not config.data.path:
         raise ConfigError(f"data.source={config.data.source} needs data.path")
     # The optimizer validates its own options: build it once over a dummy parameter.

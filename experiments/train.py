@@ -26,6 +26,7 @@ from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, run_id, to_yaml,
 )
 from experiments.instrument import Instrumentation, peak_memory_bytes
+from experiments.noise_scale import GradientNoiseScale
 from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
 from experiments.tasks import build_task
@@ -100,6 +101,12 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
         stop_at=(f"val/{module.metric}", _target(config, module), module.higher_is_better)
         if config.trainer.stop_at_target else None,
     )
+    callbacks: list[pl.Callback] = [instrumentation]
+    if config.trainer.grad_noise_scale:
+        callbacks.append(GradientNoiseScale(
+            store, micro_batch=config.data.batch_size, accumulate=config.trainer.accumulate_grad_batches,
+            log_every=config.trainer.log_every_n_steps, clock=instrumentation.elapsed,
+        ))
     # Saved after each validation (not before it, as every_n_train_steps would): a resumed run
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
@@ -119,7 +126,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             num_sanity_val_steps=0,
             use_distributed_sampler=False,  # the data module shards training and validation itself
             logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
-            callbacks=[instrumentation, checkpoint],
+            callbacks=[*callbacks, checkpoint],
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
             deterministic=False,
@@ -241,4 +248,6 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
         "throughput_samples_per_s": trainer.global_step * batch / elapsed if elapsed > 0 else None,
         "peak_memory_bytes": peak_memory_bytes(module.device),
         "optimizer_state_bytes": instrumentation.state_bytes,
+        "grad_noise_scale": next((c.estimator.simple for c in trainer.callbacks
+                                  if isinstance(c, GradientNoiseScale)), None),
     }
