@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .norms import stacked_norms
+
 __all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
 
 MODES = ("clip", "scale")
@@ -154,14 +156,15 @@ def larc_grad_scales(
     min_update: float,
     adapt: bool = True,
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """Squared gradient norms and LARC factors ``s`` of tensors on one device (0-dim float32 each).
+    """Squared gradient norms and LARC factors ``s`` of tensors on one device (0-dim each, float32,
+    or float64 for float64 tensors).
 
     The per-tensor norms are stacked so that the factors cost a handful of kernels, not a handful
     per tensor.
     """
-    grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+    grad_norms = stacked_norms(grads)
     if adapt:
-        weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
+        weight_norms = stacked_norms(params)
         ratios = eta * weight_norms / (grad_norms + eps)
         if mode == "clip":
             # lr = 0 (a warm-up's first step) gives inf, which the clip turns into 1.

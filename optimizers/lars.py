@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .norms import stacked_norms
+
 __all__ = ["LARS", "lars_trust_ratios"]
 
 
@@ -93,9 +95,10 @@ class LARS(Optimizer):
 
 def lars_trust_ratios(params: list[Tensor], grads: list[Tensor], *, eta: float, weight_decay: float,
                       eps: float) -> Tensor:
-    """λ per tensor, stacked (float32): η‖w‖ / (‖g‖ + β‖w‖ + ε), and 1 where a norm is 0."""
-    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
-    grad_norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+    """λ per tensor, stacked (float32, float64 for float64 tensors): η‖w‖ / (‖g‖ + β‖w‖ + ε), and
+    1 where a norm is 0."""
+    weight_norms = stacked_norms(params)
+    grad_norms = stacked_norms(grads)
     trust = eta * weight_norms / (grad_norms + weight_decay * weight_norms + eps)
     return torch.where((weight_norms > 0) & (grad_norms > 0), trust, torch.ones_like(trust))
 

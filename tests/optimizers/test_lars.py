@@ -31,6 +31,18 @@ def test_matches_float64_reference(setting):
         torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_float64_parameters_match_the_reference_to_float64_precision(setting):
+    """float64 parameters get float64 norms (never narrowed to float32): LARS then agrees with
+    the float64 reference to 1e-12."""
+    weights, grads = random_problem(steps=20)
+    params, _ = run_package(lambda ps: LARS(ps, **SETTINGS[setting]), weights, grads, dtype=torch.float64)
+    expected = run_reference(ReferenceLARS(weights, **SETTINGS[setting]), grads)
+    for p, ref in zip(params, expected):
+        assert p.dtype == torch.float64
+        torch.testing.assert_close(p.detach(), ref, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("setting", ["eta", "weight_decay"])
 def test_group_without_layer_adaptation_uses_trust_one(setting):
     """Tensors in a group with ``layer_adaptation=False`` step with λ = 1 (plain momentum SGD with
