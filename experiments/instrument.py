@@ -71,12 +71,17 @@ class Instrumentation(pl.Callback):
     checked at the first and every logged step (reading the loss syncs with the device).
     ``stop_at=(metric, target, higher_is_better)`` also ends the run at the first validation
     whose ``metric`` reaches ``target`` (``reached_target_at`` records the step).
+
+    ``wandb`` (a Lightning ``WandbLogger``, kept out of the Trainer) receives every row written
+    to metrics.jsonl, keyed ``trainer/global_step`` = the row's step, and the layer statistics:
+    wandb's history and the store then hold the same values at the same steps.
     """
 
-    def __init__(self, store: Optional[RunStore], *, effective_batch_size: int, log_every: int,
-                 layer_stats_every: int, divergence_factor: float,
+    def __init__(self, store: Optional[RunStore], *, wandb: Optional[Any] = None, effective_batch_size: int,
+                 log_every: int, layer_stats_every: int, divergence_factor: float,
                  stop_at: Optional[tuple[str, float, bool]] = None) -> None:
         self.store = store
+        self.wandb = wandb
         self.effective_batch_size = effective_batch_size
         self.log_every = log_every
         self.layer_stats_every = layer_stats_every
@@ -156,8 +161,8 @@ class Instrumentation(pl.Callback):
         if trainer.sanity_checking:
             return
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self._write(trainer, "metrics.jsonl", {"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                                "wall_time": self.elapsed(), **values})
+        self._write_scalars(trainer, {"step": trainer.global_step, "epoch": trainer.current_epoch,
+                                      "wall_time": self.elapsed(), **values})
         if self.stop_at is not None and self.reached_target_at is None:
             metric, target, higher_is_better = self.stop_at
             value = values.get(metric, math.nan)
@@ -178,7 +183,7 @@ class Instrumentation(pl.Callback):
             row["update_norm"] = float(u)
             row["update_ratio"] = float(u) / row["weight_norm"] if row["weight_norm"] > 0 else None
         self._write(trainer, "layers.jsonl", *self._layer_rows)
-        if trainer.logger is not None and hasattr(trainer.logger, "experiment"):
+        if self.wandb is not None and trainer.is_global_zero:
             self._log_layers_to_wandb(trainer)
         self._weights_before, self._layer_rows = None, []
 
@@ -188,7 +193,7 @@ class Instrumentation(pl.Callback):
         columns = list(self._layer_rows[0])
         table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in self._layer_rows])
         ratios = [r["update_ratio"] for r in self._layer_rows if r["update_ratio"] is not None]
-        trainer.logger.experiment.log(
+        self.wandb.experiment.log(
             {"layers/stats": table, "layers/update_ratio": wandb.Histogram(ratios),
              "trainer/global_step": trainer.global_step}
         )
@@ -202,10 +207,13 @@ class Instrumentation(pl.Callback):
             "step": step, "epoch": trainer.current_epoch, "wall_time": now, "train/loss": loss,
             "lr": trainer.optimizers[0].param_groups[0]["lr"], "throughput": throughput,
         }
+        self._write_scalars(trainer, row)
+
+    def _write_scalars(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
+        """One metrics.jsonl row, and the same values to wandb at the same step."""
         self._write(trainer, "metrics.jsonl", row)
-        if trainer.logger is not None:
-            trainer.logger.log_metrics({k: v for k, v in row.items() if k not in ("step", "epoch", "train/loss")},
-                                       step=step)
+        if self.wandb is not None and trainer.is_global_zero:
+            self.wandb.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
 
     def _write(self, trainer: pl.Trainer, name: str, *rows: dict[str, Any]) -> None:
         if self.store is not None and trainer.is_global_zero:

@@ -9,6 +9,7 @@ uninterrupted run would have written.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from functools import partial
@@ -32,7 +33,7 @@ from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, 
 from experiments.tasks import build_task
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
-__all__ = ["train", "run_dir", "steps_to_target"]
+__all__ = ["train", "run_dir", "steps_to_target", "wandb_run_id"]
 
 
 def run_dir(config: DictConfig) -> Path:
@@ -95,7 +96,8 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
     instrumentation = Instrumentation(
-        store, effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
+        store, wandb=_wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None,
+        effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
         layer_stats_every=config.trainer.layer_stats_every_n_steps,
         divergence_factor=config.trainer.divergence_factor,
         stop_at=(f"val/{module.metric}", _target(config, module), module.higher_is_better)
@@ -125,7 +127,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
             use_distributed_sampler=False,  # the data module shards training and validation itself
-            logger=_wandb_logger(config, store) if config.logger.wandb != "disabled" else False,
+            logger=False,  # Instrumentation logs to the store and wandb, at the same steps
             callbacks=[*callbacks, checkpoint],
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
@@ -191,9 +193,9 @@ def _fit_and_finish(config: DictConfig, store: RunStore, module, data, trainer: 
     if not trainer.is_global_zero:
         return None
     summary = store.finish(_summary(config, store, module, trainer, instrumentation, status, error, lr, batch))
-    if trainer.logger is not None:
-        trainer.logger.experiment.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
-        trainer.logger.finalize(status)
+    if instrumentation.wandb is not None:
+        instrumentation.wandb.experiment.summary.update(summary)  # nested best/final read back as dicts
+        instrumentation.wandb.finalize(status)
         import wandb
 
         wandb.finish()
@@ -205,13 +207,27 @@ def _target(config: DictConfig, module) -> float:
     return config.target if config.target is not None else module.default_target[config.size]
 
 
-def _wandb_logger(config: DictConfig, store: RunStore):
+def wandb_run_id(store: RunStore, force: bool) -> str:
+    """The wandb run id of the run's current attempt set: ``<study>-<run_id>``, then
+    ``<study>-<run_id>-<n>`` after n-1 ``--force`` re-runs set the old directory aside.
+
+    Resumed attempts append to one wandb run; the same config in another study, or a re-run
+    under ``--force`` (which sets the directory aside, see ``_claim``), starts a new one.
+    """
+    earlier = len(list(store.root.parent.glob(f"{store.run_id}.replaced-*"))) + int(force and store.root.exists())
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{store.study}-{store.run_id}")
+    return name if earlier == 0 else f"{name}-{earlier + 1}"
+
+
+def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
+    """A WandbLogger that Instrumentation logs through (never handed to the Trainer: Lightning
+    would log rank 0's loss at its own cadence). Named by the run_id, grouped by the study."""
     from pytorch_lightning.loggers import WandbLogger
 
     return WandbLogger(
         project=config.logger.project, entity=config.logger.entity, group=config.study,
-        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.root.name,
-        id=store.root.name, save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
+        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.run_id,
+        id=wandb_run_id(store, force), save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
         config=OmegaConf.to_container(config, resolve=True),
     )
 

@@ -282,6 +282,6 @@ def test_wandb_offline_run_lands_in_the_run_directory(tmp_path):
     assert summary["status"] == "completed"
     offline = list((root / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
-    assert (offline[0] / f"run-{root.name}.wandb").is_file()
-    assert (offline[0] / f"run-{root.name}.wandb").stat().st_size > 0
+    wandb_file = offline[0] / f"run-{config.study}-{root.name}.wandb"  # <study>-<run_id>: unique per study
+    assert wandb_file.is_file() and wandb_file.stat().st_size > 0
     assert RunStore(root).status() == "completed"
