@@ -1,0 +1,52 @@
+"""A wandb project online (``wandb:ENTITY/PROJECT[/GROUP]``) as a source, through the public API.
+
+Histories are read in full with ``run.scan_history()`` (never the sampled ``run.history()``).
+The client is ``wandb.Api()`` unless one is given: anything with ``runs(path, filters=None)``
+returning runs that have ``id``, ``name``, ``group``, ``project``, ``state``, ``config`` (dict),
+``summary_metrics`` (dict), ``scan_history()`` (iterable of dicts) and, for the cache key,
+``heartbeatAt`` and ``historyLineCount`` (tests pass such a stub: there is no network there).
+A run is read again when its state, heartbeat or history length changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from analysis.sources.run_data import RunData
+from analysis.sources.wandb_history import wandb_run_data
+
+__all__ = ["parse_spec", "api_runs", "read_api_run", "api_run_key"]
+
+_STATES = {"finished": "completed", "running": "running", "crashed": "incomplete", "failed": "failed",
+           "killed": "interrupted"}
+
+
+def parse_spec(spec: str) -> tuple[str, str, Optional[str]]:
+    """``wandb:ENTITY/PROJECT[/GROUP]`` → (entity, project, group)."""
+    parts = spec.removeprefix("wandb:").split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"bad wandb source {spec!r} (expected wandb:ENTITY/PROJECT or wandb:ENTITY/PROJECT/GROUP)")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def api_runs(spec: str, api: Optional[Any] = None) -> list[Any]:
+    """The runs of the project (of the group, if given)."""
+    entity, project, group = parse_spec(spec)
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    return list(api.runs(f"{entity}/{project}", filters={"group": group} if group else None))
+
+
+def api_run_key(run: Any) -> list:
+    return [run.state, str(getattr(run, "heartbeatAt", None)), getattr(run, "historyLineCount", None)]
+
+
+def read_api_run(spec: str, run: Any) -> RunData:
+    entity, project, _ = parse_spec(spec)
+    return wandb_run_data(
+        f"wandb:{entity}/{project}/{run.id}", name=run.name or run.id, group=run.group, project=project,
+        config=dict(run.config), summary=dict(run.summary_metrics), history=run.scan_history(),
+        status=_STATES.get(run.state, "incomplete"), key=api_run_key(run),
+    )
