@@ -161,8 +161,7 @@ class Instrumentation(pl.Callback):
         if trainer.sanity_checking:
             return
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self._write_scalars(trainer, {"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                      "wall_time": self.elapsed(), **values})
+        self.write_scalars(trainer, trainer.global_step, values)
         if self.stop_at is not None and self.reached_target_at is None:
             metric, target, higher_is_better = self.stop_at
             value = values.get(metric, math.nan)
@@ -203,14 +202,15 @@ class Instrumentation(pl.Callback):
         start_time, start_step = self._interval_start
         throughput = (step - start_step) * self.effective_batch_size / max(now - start_time, 1e-9)
         self._interval_start = (now, step)
-        row = {
-            "step": step, "epoch": trainer.current_epoch, "wall_time": now, "train/loss": loss,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"], "throughput": throughput,
-        }
-        self._write_scalars(trainer, row)
+        self.write_scalars(trainer, step, {"train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                                           "throughput": throughput}, wall_time=now)
 
-    def _write_scalars(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
-        """One metrics.jsonl row, and the same values to wandb at the same step."""
+    def write_scalars(self, trainer: pl.Trainer, step: int, values: dict[str, Any],
+                      wall_time: Optional[float] = None) -> None:
+        """One metrics.jsonl row {step, epoch, wall_time, **values}, and the same to wandb at the
+        same step (other callbacks, e.g. the noise scale, log through here too)."""
+        row = {"step": step, "epoch": trainer.current_epoch,
+               "wall_time": self.elapsed() if wall_time is None else wall_time, **values}
         self._write(trainer, "metrics.jsonl", row)
         if self.wandb is not None and trainer.is_global_zero:
             self.wandb.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])

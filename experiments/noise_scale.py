@@ -28,8 +28,6 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from experiments.store import RunStore
-
 __all__ = ["NoiseScaleEstimator", "GradientNoiseScale"]
 
 
@@ -88,14 +86,15 @@ class GradientNoiseScale(pl.Callback):
     After each backward pass the gradient accumulated so far is compared with the previous one:
     their difference is that micro-batch's gradient divided by the number of micro-batches
     (Lightning divides the loss by it). Costs one float32 copy of the gradients while on.
-    Logged as ``gns/simple``, ``gns/trace_sigma`` and ``gns/grad_sq`` rows of metrics.jsonl
-    every ``log_every`` steps; the last B_simple is the summary's ``grad_noise_scale``.
+    ``log(trainer, step, values)`` (``Instrumentation.write_scalars`` in a run: metrics.jsonl and
+    wandb) receives ``gns/simple``, ``gns/trace_sigma`` and ``gns/grad_sq`` at the first and every
+    ``log_every`` steps; the last B_simple is the summary's ``grad_noise_scale``.
     """
 
-    def __init__(self, store: Optional[RunStore], *, micro_batch: int, accumulate: int, log_every: int,
-                 clock: Callable[[], float], decay: float = 0.95) -> None:
+    def __init__(self, log: Optional[Callable[[pl.Trainer, int, dict[str, Any]], None]], *, micro_batch: int,
+                 accumulate: int, log_every: int, decay: float = 0.95) -> None:
         self.estimator = NoiseScaleEstimator(micro_batch, micro_batch * accumulate, decay)
-        self.store, self.accumulate, self.log_every, self.clock = store, accumulate, log_every, clock
+        self._log, self.accumulate, self.log_every = log, accumulate, log_every  # not .log: Lightning assigns that
         self._previous: Optional[list[Tensor]] = None
         self._small_sq: list[Tensor] = []
 
@@ -125,9 +124,6 @@ class GradientNoiseScale(pl.Callback):
         self._previous, self._small_sq = None, []
         self.estimator.update(small_sq, big_sq)
         step = trainer.global_step + 1  # the step about to be taken
-        if self.store is not None and trainer.is_global_zero and (step % self.log_every == 0 or step == 1):
-            self.store.append("metrics.jsonl", [{
-                "step": step, "epoch": trainer.current_epoch, "wall_time": self.clock(),
-                "gns/simple": self.estimator.simple, "gns/trace_sigma": self.estimator.trace_sigma,
-                "gns/grad_sq": self.estimator.grad_sq,
-            }])
+        if self._log is not None and (step % self.log_every == 0 or step == 1):
+            self._log(trainer, step, {"gns/simple": self.estimator.simple, "gns/trace_sigma": self.estimator.trace_sigma,
+                                     "gns/grad_sq": self.estimator.grad_sq})

@@ -106,8 +106,8 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     callbacks: list[pl.Callback] = [instrumentation]
     if config.trainer.grad_noise_scale:
         callbacks.append(GradientNoiseScale(
-            store, micro_batch=config.data.batch_size, accumulate=config.trainer.accumulate_grad_batches,
-            log_every=config.trainer.log_every_n_steps, clock=instrumentation.elapsed,
+            instrumentation.write_scalars, micro_batch=config.data.batch_size,
+            accumulate=config.trainer.accumulate_grad_batches, log_every=config.trainer.log_every_n_steps,
         ))
     # Saved after each validation (not before it, as every_n_train_steps would): a resumed run
     # then never misses a validation nor restores a best metric older than its step.

@@ -69,8 +69,7 @@ def test_noise_scale_of_a_known_problem_in_a_real_run():
     generator = torch.Generator().manual_seed(0)
     mu, w = torch.zeros(d), torch.full((d,), 0.5)
     data = [mu + sigma * torch.randn(micro, d, generator=generator) for _ in range(steps * accumulate)]
-    callback = GradientNoiseScale(None, micro_batch=micro, accumulate=accumulate, log_every=10,
-                                  clock=lambda: 0.0, decay=0.99)
+    callback = GradientNoiseScale(None, micro_batch=micro, accumulate=accumulate, log_every=10, decay=0.99)
     trainer = pl.Trainer(max_steps=steps, accumulate_grad_batches=accumulate, callbacks=[callback], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu")
