@@ -50,15 +50,16 @@ class _Utterances(Dataset):
         return self.utterances[index]
 
 
-def _spec_augment(features: Tensor, generator: torch.Generator, width: int = 8) -> Tensor:
-    """One random frequency band and one random time span zeroed per utterance (SpecAugment-lite)."""
+def _spec_augment(features: Tensor, lengths: Tensor, generators: list[torch.Generator], width: int = 8) -> Tensor:
+    """One random frequency band and one random time span (within the utterance, so that its draw
+    does not depend on the batch's padding) zeroed per utterance (SpecAugment-lite)."""
     out = features.clone()
-    n, bins, frames = out.shape
-    f0 = torch.randint(0, max(1, bins - width), (n,), generator=generator)
-    t0 = torch.randint(0, max(1, frames - 2 * width), (n,), generator=generator)
-    for i in range(n):
-        out[i, f0[i] : f0[i] + width, :] = 0
-        out[i, :, t0[i] : t0[i] + 2 * width] = 0
+    bins = out.shape[1]
+    for i, (generator, frames) in enumerate(zip(generators, lengths.tolist())):
+        f0 = int(torch.randint(0, max(1, bins - width), (), generator=generator))
+        t0 = int(torch.randint(0, max(1, frames - 2 * width), (), generator=generator))
+        out[i, f0 : f0 + width, :] = 0
+        out[i, :, t0 : t0 + 2 * width] = 0
     return out
 
 
@@ -72,10 +73,10 @@ def asr_data(config: DictConfig) -> tuple[StreamDataModule]:
         raise ValueError(f"data.source={source!r} is not an ASR source (valid: builtin, manifest)")
     augment = config.size != "tiny"
 
-    def make_batch(indices: Tensor, generator: torch.Generator) -> SpeechBatch:
+    def make_batch(indices: Tensor, generators: list[torch.Generator]) -> SpeechBatch:
         features, feature_lengths, labels, label_lengths = collate([train[i] for i in indices.tolist()])
         if augment:
-            features = _spec_augment(features, generator)
+            features = _spec_augment(features, feature_lengths, generators)
         return features, feature_lengths, labels, label_lengths
 
     module = StreamDataModule(len(train), make_batch, _Utterances(val), config.data.batch_size, config.seed,

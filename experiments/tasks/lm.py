@@ -38,8 +38,9 @@ def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
     span = _SIZES[config.size].context + 1
     chunks = (len(train) - span) // span
 
-    def make_batch(indices: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        starts = indices * span + torch.randint(0, span, (len(indices),), generator=generator)
+    def make_batch(indices: Tensor, generators: list[torch.Generator]) -> tuple[Tensor, Tensor]:
+        offsets = torch.stack([torch.randint(0, span, (), generator=g) for g in generators])
+        starts = indices * span + offsets
         windows = train[starts[:, None] + torch.arange(span)[None, :]]
         return windows[:, :-1], windows[:, 1:]
 

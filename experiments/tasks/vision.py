@@ -28,8 +28,9 @@ def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
     if source == "builtin":
         (train_x, train_y), (val_x, val_y) = images.builtin_digits(tiny=config.size == "tiny")
         # Digits alone saturate in a minute: train and validate on cluttered, noisy digits.
-        corruption = dict(shift=2, noise=0.5, flip=False, distractor=0.7)
-        val_x = images.augment(val_x, torch.Generator().manual_seed(12345), **corruption)
+        corruption = dict(shift=2, noise=0.5, flip=False, distractor=0.7, pool=train_x)
+        val_generators = [torch.Generator().manual_seed(12345 + i) for i in range(len(val_x))]
+        val_x = images.augment(val_x, val_generators, **{**corruption, "pool": val_x})
     elif source == "cifar10":
         (train_x, train_y), (val_x, val_y) = images.cifar10(config.data.path)
         corruption = dict(shift=4, flip=True)
@@ -39,8 +40,8 @@ def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
     else:
         raise ValueError(f"data.source={source!r} is not a vision source (valid: builtin, cifar10, imagefolder)")
 
-    def make_batch(indices: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return images.augment(train_x[indices], generator, **corruption), train_y[indices]
+    def make_batch(indices: Tensor, generators: list[torch.Generator]) -> tuple[Tensor, Tensor]:
+        return images.augment(train_x[indices], generators, **corruption), train_y[indices]
 
     module = StreamDataModule(
         len(train_y), make_batch, TensorDataset(val_x, val_y), config.data.batch_size, config.seed,
