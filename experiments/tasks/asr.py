@@ -14,11 +14,15 @@ from torchmetrics.text import WordErrorRate
 from experiments.data import speech
 from experiments.data.module import StreamDataModule
 from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
-from experiments.tasks.components.quartznet import QuartzNet
+from experiments.tasks.components.quartznet import QuartzNet, QuartzNetConfig
 
 __all__ = ["SpeechTask", "asr_data", "collate"]
 
-_SIZES = {"tiny": dict(channels=32, blocks=1, repeats=2), "default": dict(channels=128, blocks=3, repeats=3)}
+_SIZES = {
+    "tiny": QuartzNetConfig(blocks=((32, 11),), repeats=2, stem=(32, 11), head=(64, 29, 1)),
+    "default": QuartzNetConfig(),
+    "large": QuartzNetConfig.quartznet_5x5(),
+}
 
 # features B×F×T (zero-padded), feature lengths, labels B×L (zero-padded), label lengths
 SpeechBatch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -90,14 +94,14 @@ class SpeechTask(TaskModule):
     name = "asr"
     metric = "wer"
     higher_is_better = False
-    default_target = {"tiny": 0.5, "default": 0.5}
+    default_target = {"tiny": 0.5, "default": 0.5, "large": 0.3}
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__(size, optimizer_factory, lr_lambda)
         self.val_metric = WordErrorRate()
 
     def build_model(self, size: str) -> nn.Module:
-        return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, **_SIZES[size])
+        return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, _SIZES[size])
 
     def loss(self, batch: Any) -> Tensor:
         features, feature_lengths, labels, label_lengths = batch

@@ -21,8 +21,9 @@ __all__ = ["LanguageModelTask", "lm_data"]
 _SIZES = {
     "tiny": GPTConfig(context=32, layers=1, heads=2, width=32),
     "default": GPTConfig(context=128, layers=4, heads=4, width=128),
+    "large": GPTConfig(context=1024, layers=12, heads=12, width=768),  # GPT-2 small, over bytes
 }
-_VAL_SEQUENCES = {"tiny": 64, "default": 256}
+_VAL_SEQUENCES = {"tiny": 64, "default": 256, "large": 512}
 
 
 def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
@@ -62,7 +63,7 @@ class LanguageModelTask(TaskModule):
     name = "lm"
     metric = "ppl"
     higher_is_better = False
-    default_target = {"tiny": 24.0, "default": 8.0}
+    default_target = {"tiny": 24.0, "default": 8.0, "large": 3.0}  # large: 1.58 bits per byte
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__(size, optimizer_factory, lr_lambda)
