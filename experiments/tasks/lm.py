@@ -42,14 +42,14 @@ def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
     def make_batch(indices: Tensor, generators: list[torch.Generator]) -> tuple[Tensor, Tensor]:
         offsets = torch.stack([torch.randint(0, span, (), generator=g) for g in generators])
         starts = indices * span + offsets
-        windows = train[starts[:, None] + torch.arange(span)[None, :]]
+        windows = train[starts[:, None] + torch.arange(span)[None, :]].long()
         return windows[:, :-1], windows[:, 1:]
 
     n_val = min(_VAL_SEQUENCES[config.size], len(val) // span)
     if n_val == 0 or chunks <= 0:
         raise ValueError(f"LM text too short: {len(train)} training and {len(val)} validation bytes, "
                          f"and one sequence needs {span}")
-    val_windows = val[: n_val * span].view(n_val, span)
+    val_windows = val[: n_val * span].view(n_val, span).long()
     module = StreamDataModule(
         chunks, make_batch, TensorDataset(val_windows[:, :-1], val_windows[:, 1:]), config.data.batch_size,
         config.seed, config.data.num_workers,
