@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.tasks.sizes import SIZES, size_defaults
+
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "canonical_config",
@@ -60,7 +62,8 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     precision: str = "32-true"  # as in Lightning: 32-true, bf16-mixed, 16-mixed
     accelerator: str = "auto"  # cpu | gpu | auto
-    devices: int = 1  # processes (one per device)
+    devices: int = 1  # processes (one per device) on each node
+    num_nodes: int = 1  # machines, each running `devices` processes (as in Lightning)
     strategy: str = "auto"  # auto | ddp | fsdp, as in Lightning
     gradient_clip_val: Optional[float] = None  # global norm clipping (warns with LARC)
     val_every_n_steps: int = 50  # validation interval in optimizer steps (and at the end)
@@ -82,7 +85,7 @@ class LoggerConfig:
 @dataclass
 class RunConfig:
     task: str = "vision"  # vision | asr | lm
-    size: str = "default"  # tiny (seconds, for tests) | default (minutes, for comparisons)
+    size: str = "default"  # tiny (seconds, for tests) | default (minutes, CPU) | large (hours, GPU)
     seed: int = 0
     target: Optional[float] = None  # steps-to-target threshold; None: the task's own default
     out_dir: str = "runs"  # run store root: <out_dir>/<study>/<run_id>/
@@ -96,7 +99,7 @@ class RunConfig:
 
 _CHOICES = {
     "task": ("vision", "asr", "lm"),
-    "size": ("tiny", "default"),
+    "size": SIZES,
     "data.source": ("builtin", "cifar10", "imagefolder", "manifest", "text"),
     "optimizer.lr_scaling": ("none", "linear", "sqrt"),
     "schedule.name": ("constant", "cosine", "polynomial"),
@@ -108,6 +111,7 @@ _positive = (lambda v: v > 0, lambda v: True)
 _RANGES = [
     ("data.batch_size", *_positive), ("trainer.max_steps", *_positive),
     ("trainer.accumulate_grad_batches", *_positive), ("trainer.devices", *_positive),
+    ("trainer.num_nodes", *_positive),
     ("optimizer.reference_batch_size", *_positive), ("trainer.val_every_n_steps", *_positive),
     ("trainer.log_every_n_steps", *_positive), ("trainer.layer_stats_every_n_steps", *_positive),
     ("trainer.gradient_clip_val", *_positive),
@@ -205,8 +209,18 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
         config = OmegaConf.merge(*layers)
     except OmegaConfBaseException as error:
         raise ConfigError(_one_line(error)) from None
+    _apply_size_defaults(config, layers[1:])
     validate(config)
     return config
+
+
+def _apply_size_defaults(config: DictConfig, user_layers: Sequence[DictConfig]) -> None:
+    """Set each default the task's size declares (``experiments/tasks/sizes.py``) that no user
+    layer (YAML file, overrides) set, so that the config holds the values the run uses."""
+    unset = object()
+    for key, value in size_defaults(config.task, config.size).items():
+        if all(OmegaConf.select(layer, key, default=unset) is unset for layer in user_layers):
+            OmegaConf.update(config, key, value)
 
 
 def validate(config: DictConfig) -> None:
@@ -285,8 +299,9 @@ def _cuda_available() -> bool:
 
 
 def effective_batch_size(config: DictConfig) -> int:
-    """Samples per optimizer step: batch_size × accumulate_grad_batches × devices."""
-    return config.data.batch_size * config.trainer.accumulate_grad_batches * config.trainer.devices
+    """Samples per optimizer step: batch_size × accumulate_grad_batches × devices × num_nodes."""
+    trainer = config.trainer
+    return config.data.batch_size * trainer.accumulate_grad_batches * trainer.devices * trainer.num_nodes
 
 
 # Keys that never change what a run computes: left out of its run_id. ``target`` joins them

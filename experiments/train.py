@@ -121,6 +121,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             precision=config.trainer.precision,
             accelerator=config.trainer.accelerator,
             devices=config.trainer.devices,
+            num_nodes=config.trainer.num_nodes,
             strategy=config.trainer.strategy,
             gradient_clip_val=config.trainer.gradient_clip_val,
             val_check_interval=config.trainer.val_every_n_steps * config.trainer.accumulate_grad_batches,
@@ -264,6 +265,7 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
         "throughput_samples_per_s": trainer.global_step * batch / elapsed if elapsed > 0 else None,
         "peak_memory_bytes": peak_memory_bytes(module.device),
         "optimizer_state_bytes": instrumentation.state_bytes,
+        "num_parameters": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
         "grad_noise_scale": next((c.estimator.simple for c in trainer.callbacks
                                   if isinstance(c, GradientNoiseScale)), None),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -99,25 +100,29 @@ def image_folder(root: Path | str, size: int = 32) -> tuple[ImageSplit, ImageSpl
     return (train_x, train_y), (val_x, val_y)
 
 
-def augment(images: Tensor, generator: torch.Generator, shift: int = 2, noise: float = 0.0, flip: bool = False,
-            distractor: float = 0.0) -> Tensor:
+def augment(images: Tensor, generators: list[torch.Generator], shift: int = 2, noise: float = 0.0,
+            flip: bool = False, distractor: float = 0.0, pool: Optional[Tensor] = None) -> Tensor:
     """Random translation by up to ``shift`` pixels (zero padding), optional flip and noise, and
-    optionally another image of the batch, shifted, blended in at weight ``distractor``."""
-    n, _, h, w = images.shape
+    optionally an image drawn from ``pool``, shifted by a quarter, blended in at weight ``distractor``.
+
+    Image j's draws come from ``generators[j]`` alone, so its augmentation does not depend on the
+    other images of the batch (see ``experiments.data.stream.sample_generators``).
+    """
+    n, channels, h, w = images.shape
+    draws = torch.stack([torch.rand(4, generator=g) for g in generators])  # dx, dy, flip, distractor
+    dx, dy = (draws[:, 0] * (2 * shift + 1)).long(), (draws[:, 1] * (2 * shift + 1)).long()
     padded = F.pad(images, (shift, shift, shift, shift))
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-    batch = torch.arange(n)[:, None, None, None]
-    channels = torch.arange(images.shape[1])[None, :, None, None]
-    out = padded[batch, channels, rows, cols]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows, cols]
     if flip:
-        mask = torch.rand(n, generator=generator) < 0.5
+        mask = draws[:, 2] < 0.5
         out[mask] = out[mask].flip(-1)
     if distractor:
-        others = torch.randperm(n, generator=generator)
-        out = out + distractor * out[others].roll(shifts=(h // 4, w // 4), dims=(2, 3))
+        if pool is None:
+            raise ValueError("augment: distractor needs a pool of images to draw from")
+        others = (draws[:, 3] * len(pool)).long()
+        out = out + distractor * pool[others].roll(shifts=(h // 4, w // 4), dims=(2, 3))
     if noise:
-        out = out + noise * torch.randn(out.shape, generator=generator)
+        out = out + noise * torch.stack([torch.randn(out.shape[1:], generator=g) for g in generators])
     return out

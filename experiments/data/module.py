@@ -53,11 +53,17 @@ class StreamDataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer else 0, world=trainer.world_size if trainer else 1,
         )
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, pin_memory=self._on_cuda())
 
     def val_dataloader(self) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return DataLoader(self.val_dataset, batch_size=self.batch_size,
                           sampler=ShardSampler(len(self.val_dataset), rank, world),
-                          num_workers=self.num_workers, collate_fn=self.val_collate)
+                          num_workers=self.num_workers, collate_fn=self.val_collate,
+                          persistent_workers=self.num_workers > 0, pin_memory=self._on_cuda())
+
+    def _on_cuda(self) -> bool:
+        """Whether batches go to a CUDA device: then they are built in pinned memory, which the
+        host-to-device copy reads without staging and overlaps with compute."""
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"

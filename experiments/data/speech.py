@@ -8,6 +8,11 @@ Built-in corpora are synthesised offline with eSpeak NG and cached as features u
   added noise. Random word order leaves no sentence to memorise (an earlier corpus of spans of
   one fixed text reached 0% WER in 200 steps): the model has to spell what it hears.
 - ``digits`` (tiny size): one to three spoken digits, for seconds-long tests.
+
+NeMo manifests are decoded to log-mels once and cached there too (keyed by the manifest's path,
+content and modification time, and the feature recipe), as one frames × mels float16 tensor that
+every process of a node memory-maps: a large corpus is decoded once, not by every rank of every
+run, and its pages are shared instead of copied into each process.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,17 +35,18 @@ from experiments.data.versions import CORPUS_VERSION
 
 __all__ = [
     "SAMPLE_RATE", "VOCABULARY", "encode_text", "decode_tokens", "log_mel", "resample",
-    "builtin_corpus", "manifest_corpus", "Utterances",
+    "builtin_corpus", "manifest_corpus", "Utterances", "FeatureCorpus",
 ]
 
 SAMPLE_RATE = 16_000
 N_MELS = 64
+FEATURES_VERSION = 1  # bump when log_mel or resample change what they compute: cached manifests key on it
 VOCABULARY = " abcdefghijklmnopqrstuvwxyz'"  # index + 1 is the CTC label; 0 is the blank
 VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
-# A list of (features F×T float16, transcript) pairs.
-Utterances = list[tuple[Tensor, str]]
+# A sequence of (features F×T float16, transcript) pairs.
+Utterances = Sequence[tuple[Tensor, str]]
 
 
 def encode_text(text: str) -> Tensor:
@@ -152,6 +158,33 @@ def builtin_corpus(tiny: bool) -> tuple[Utterances, Utterances]:
     return train, val
 
 
+class FeatureCorpus(Sequence[tuple[Tensor, str]]):
+    """Utterances stored as one (total frames × mels) tensor with the offsets of each utterance:
+    one file to cache and memory-map. Item i is (a mels × frames view, transcript); a slice is a
+    corpus over the same storage."""
+
+    def __init__(self, frames: Tensor, offsets: Tensor, texts: list[str]) -> None:
+        self.frames, self.offsets, self.texts = frames, offsets, texts
+
+    @classmethod
+    def of(cls, utterances: Utterances) -> "FeatureCorpus":
+        lengths = torch.tensor([features.shape[1] for features, _ in utterances])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        return cls(torch.cat([features.T for features, _ in utterances]), offsets, [text for _, text in utterances])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: Union[int, slice]):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("FeatureCorpus slices are contiguous")
+            return FeatureCorpus(self.frames, self.offsets[start : max(start, stop) + 1], self.texts[start:stop])
+        index = range(len(self))[index]
+        return self.frames[self.offsets[index] : self.offsets[index + 1]].T, self.texts[index]
+
+
 def _read_manifest(path: Path, limit_seconds: Optional[float]) -> Utterances:
     import soundfile
 
@@ -178,13 +211,36 @@ def _read_manifest(path: Path, limit_seconds: Optional[float]) -> Utterances:
     return utterances
 
 
+def _cached_manifest(path: Path, limit_seconds: Optional[float]) -> FeatureCorpus:
+    """The manifest's features, decoded on first use into ``$OPTBENCH_CACHE/asr-manifest-<key>.pt``
+    and memory-mapped from there. The key covers the manifest's resolved path (relative audio
+    paths are relative to it), its bytes and modification time, the duration limit and the feature
+    recipe; a file lock makes concurrent processes (ranks started together) decode it once."""
+    from filelock import FileLock
+
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(json.dumps([str(path.resolve()), path.stat().st_mtime_ns, limit_seconds, SAMPLE_RATE, N_MELS,
+                              FEATURES_VERSION]).encode())
+    cache = _cache_dir() / f"asr-manifest-{digest.hexdigest()[:16]}.pt"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{cache}.lock"):
+        if not cache.is_file():
+            corpus = FeatureCorpus.of(_read_manifest(path, limit_seconds))
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"frames": corpus.frames, "offsets": corpus.offsets, "texts": corpus.texts}, tmp)
+            os.replace(tmp, cache)
+    stored = torch.load(cache, mmap=True, weights_only=True)
+    return FeatureCorpus(stored["frames"], stored["offsets"], stored["texts"])
+
+
 def manifest_corpus(train_path: Path | str, val_path: Optional[Path | str],
                     limit_seconds: Optional[float] = 20.0) -> tuple[Utterances, Utterances]:
     """NeMo JSON-lines manifests (``audio_filepath``, ``duration``, ``text``), audio read with
-    soundfile (wav/flac/...) and resampled to 16 kHz. Without ``val_path`` 5% of train is held out."""
-    train = _read_manifest(Path(train_path), limit_seconds)
+    soundfile (wav/flac/...) and resampled to 16 kHz, features cached on disk (see the module's
+    docstring). Without ``val_path`` 5% of train is held out."""
+    train = _cached_manifest(Path(train_path), limit_seconds)
     if val_path is not None:
-        return train, _read_manifest(Path(val_path), limit_seconds)
+        return train, _cached_manifest(Path(val_path), limit_seconds)
     if len(train) < 2:
         raise ValueError(f"{train_path} holds {len(train)} usable utterance(s): too few to hold out "
                          "a validation split (give data.val_path)")

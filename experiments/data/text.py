@@ -1,4 +1,8 @@
-"""Text data as bytes: Python's own documentation (built in) or WikiText-style files."""
+"""Text data as bytes: Python's own documentation (built in) or WikiText-style files.
+
+Each split is a uint8 tensor of its UTF-8 bytes (the LM task widens the windows it takes to
+int64): WikiText-103's 540 MB of training text stays 540 MB in every process, not 4.3 GB.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ __all__ = ["builtin_pydoc", "text_files"]
 
 
 def _bytes(text: str) -> Tensor:
-    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long()
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8)
 
 
 def _read(files: list[Path]) -> Tensor:

@@ -14,7 +14,7 @@ from importlib import metadata
 __all__ = ["CORPUS_VERSION", "DIGITS_VERSION", "builtin_data_version"]
 
 CORPUS_VERSION = 2  # the eSpeak NG sentence corpus recipe (experiments/data/speech.py)
-DIGITS_VERSION = 1  # the cluttered, noisy scikit-learn digits (experiments/tasks/vision.py)
+DIGITS_VERSION = 2  # the cluttered, noisy scikit-learn digits (experiments/tasks/vision.py): 2, per-image draws
 
 
 @functools.cache

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+if TYPE_CHECKING:  # Lightning loads with the first task built, not with the registry
+    import pytorch_lightning as pl
+
+    from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
 
 __all__ = ["TASKS", "build_task", "task_class"]
 

@@ -14,11 +14,15 @@ from torchmetrics.text import WordErrorRate
 from experiments.data import speech
 from experiments.data.module import StreamDataModule
 from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
-from experiments.tasks.components.quartznet import QuartzNet
+from experiments.tasks.components.quartznet import QuartzNet, QuartzNetConfig
 
 __all__ = ["SpeechTask", "asr_data", "collate"]
 
-_SIZES = {"tiny": dict(channels=32, blocks=1, repeats=2), "default": dict(channels=128, blocks=3, repeats=3)}
+_SIZES = {
+    "tiny": QuartzNetConfig(blocks=((32, 11),), repeats=2, stem=(32, 11), head=(64, 29, 1)),
+    "default": QuartzNetConfig(),
+    "large": QuartzNetConfig.quartznet_5x5(),
+}
 
 # features B×F×T (zero-padded), feature lengths, labels B×L (zero-padded), label lengths
 SpeechBatch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -50,15 +54,16 @@ class _Utterances(Dataset):
         return self.utterances[index]
 
 
-def _spec_augment(features: Tensor, generator: torch.Generator, width: int = 8) -> Tensor:
-    """One random frequency band and one random time span zeroed per utterance (SpecAugment-lite)."""
+def _spec_augment(features: Tensor, lengths: Tensor, generators: list[torch.Generator], width: int = 8) -> Tensor:
+    """One random frequency band and one random time span (within the utterance, so that its draw
+    does not depend on the batch's padding) zeroed per utterance (SpecAugment-lite)."""
     out = features.clone()
-    n, bins, frames = out.shape
-    f0 = torch.randint(0, max(1, bins - width), (n,), generator=generator)
-    t0 = torch.randint(0, max(1, frames - 2 * width), (n,), generator=generator)
-    for i in range(n):
-        out[i, f0[i] : f0[i] + width, :] = 0
-        out[i, :, t0[i] : t0[i] + 2 * width] = 0
+    bins = out.shape[1]
+    for i, (generator, frames) in enumerate(zip(generators, lengths.tolist())):
+        f0 = int(torch.randint(0, max(1, bins - width), (), generator=generator))
+        t0 = int(torch.randint(0, max(1, frames - 2 * width), (), generator=generator))
+        out[i, f0 : f0 + width, :] = 0
+        out[i, :, t0 : t0 + 2 * width] = 0
     return out
 
 
@@ -72,10 +77,10 @@ def asr_data(config: DictConfig) -> tuple[StreamDataModule]:
         raise ValueError(f"data.source={source!r} is not an ASR source (valid: builtin, manifest)")
     augment = config.size != "tiny"
 
-    def make_batch(indices: Tensor, generator: torch.Generator) -> SpeechBatch:
+    def make_batch(indices: Tensor, generators: list[torch.Generator]) -> SpeechBatch:
         features, feature_lengths, labels, label_lengths = collate([train[i] for i in indices.tolist()])
         if augment:
-            features = _spec_augment(features, generator)
+            features = _spec_augment(features, feature_lengths, generators)
         return features, feature_lengths, labels, label_lengths
 
     module = StreamDataModule(len(train), make_batch, _Utterances(val), config.data.batch_size, config.seed,
@@ -89,14 +94,14 @@ class SpeechTask(TaskModule):
     name = "asr"
     metric = "wer"
     higher_is_better = False
-    default_target = {"tiny": 0.5, "default": 0.5}
+    default_target = {"tiny": 0.5, "default": 0.5, "large": 0.3}
 
     def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__(size, optimizer_factory, lr_lambda)
         self.val_metric = WordErrorRate()
 
     def build_model(self, size: str) -> nn.Module:
-        return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, **_SIZES[size])
+        return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, _SIZES[size])
 
     def loss(self, batch: Any) -> Tensor:
         features, feature_lengths, labels, label_lengths = batch

@@ -1,4 +1,5 @@
-"""Setup for the training-slice tests: wandb offline and out of ``~``, one torch thread.
+"""Setup for the training-slice tests: wandb offline and out of ``~``, a private data cache,
+one torch thread.
 
 Both are package-scoped, so module-scoped training fixtures and the CLI's subprocesses (which
 inherit the environment) run under them: nothing reaches the network and nothing is written
@@ -25,6 +26,16 @@ def offline_wandb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             path = root / name.lower()
             path.mkdir()
             patch.setenv(f"WANDB_{name}", str(path))
+        yield root
+
+
+@pytest.fixture(scope="package", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """$OPTBENCH_CACHE in a temporary folder: the features of the manifests the tests write (and
+    the built-in digits corpus, synthesised once per session in a few seconds) stay out of ``~``."""
+    root = tmp_path_factory.mktemp("optbench-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPTBENCH_CACHE", str(root))
         yield root
 
 

@@ -14,6 +14,7 @@ from experiments.config import (
     ConfigError, OptimizerConfig, RunConfig, TrainerConfig, check_environment, effective_batch_size, load_config,
     run_id, to_yaml,
 )
+from experiments.tasks.sizes import size_defaults
 from optimizers import optimizer_names
 
 
@@ -142,6 +143,8 @@ ERRORS = [
     pytest.param(["optimizer.lr=-0.1"], r"'optimizer\.lr'.*-0\.1.*>= 0", id="negative-lr"),
     pytest.param(["optimizer.lr=nan"], r"'optimizer\.lr'", id="nan-lr"),
     pytest.param(["data.batch_size=0"], r"'data\.batch_size'.*0", id="zero-batch"),
+    pytest.param(["trainer.num_nodes=0"], r"'trainer\.num_nodes'.*0.*> 0", id="zero-nodes"),
+    pytest.param(["size=huge"], r"'size'.*huge.*tiny, default, large", id="unknown-size"),
     pytest.param(["optimizer.name=novograd", "optimizer.betaz=[0.9,0.99]"], r"'betaz'.*valid options:.*betas", id="unknown-option"),
     pytest.param(["optimizer.name=novograd", "optimizer.betas=[1.5,0.98]"], r"[Ii]nvalid beta parameter at index 0: 1\.5", id="bad-beta"),
     pytest.param(["optimizer.name=adam", "optimizer.betas=[0.9,1.0]"], r"[Ii]nvalid beta parameter at index 1", id="bad-beta-2"),
@@ -239,6 +242,8 @@ SAME_RUN = [
     pytest.param(["optimizer.name=novograd_os2s"], ["optimizer.name=novograd_os2s", "optimizer.betas=[0.95,0.5]"],
                  id="option-the-variant-overrides"),
     pytest.param([], ["optimizer.reference_batch_size=256"], id="reference-batch-without-scaling"),
+    pytest.param(["task=lm", "size=large"], ["task=lm", "size=large", "trainer.max_steps=20000", "trainer.precision=bf16-mixed"],
+                 id="explicit-size-default"),
 ]
 
 # Pairs that change what is computed: different run_ids.
@@ -248,6 +253,7 @@ DIFFERENT_RUN = [
         "trainer.accumulate_grad_batches=2", "trainer.max_steps=301", "optimizer.betas=[0.9,0.99]",
         "optimizer.weight_decay=0", "schedule.name=constant", "size=tiny", "task=lm",
         "trainer.val_every_n_steps=25", "trainer.precision=bf16-mixed", "trainer.stop_at_target=true",
+        "trainer.num_nodes=2", "size=large",
     ]
 ] + [
     pytest.param(["trainer.stop_at_target=true"], ["trainer.stop_at_target=true", "target=0.5"],
@@ -351,11 +357,29 @@ def test_to_yaml_round_trips():
     assert run_id(again) == run_id(config)
 
 
-@pytest.mark.parametrize("batch, accumulate, devices, expected", [
-    (64, 1, 1, 64), (32, 4, 1, 128), (16, 2, 4, 128), (1, 1, 8, 8),
+@pytest.mark.parametrize("batch, accumulate, devices, nodes, expected", [
+    (64, 1, 1, 1, 64), (32, 4, 1, 1, 128), (16, 2, 4, 1, 128), (1, 1, 8, 1, 8), (16, 2, 4, 2, 256), (8, 1, 1, 4, 32),
 ])
-def test_effective_batch_size(batch, accumulate, devices, expected):
-    """Samples per optimizer step = batch_size × accumulate_grad_batches × devices."""
+def test_effective_batch_size(batch, accumulate, devices, nodes, expected):
+    """Samples per optimizer step = batch_size × accumulate_grad_batches × devices × num_nodes."""
     config = load_config([f"data.batch_size={batch}", f"trainer.accumulate_grad_batches={accumulate}",
-                          f"trainer.devices={devices}"])
+                          f"trainer.devices={devices}", f"trainer.num_nodes={nodes}"])
     assert effective_batch_size(config) == expected
+
+
+@pytest.mark.parametrize("task", ["vision", "asr", "lm"])
+def test_large_size_applies_the_task_defaults_the_user_did_not_set(task, tmp_path):
+    """size=large sets what the task declares for it (batch size, bf16-mixed, steps, ...) where
+    neither the overrides nor a YAML file set the key; what the user sets wins; config.yaml
+    holds the resolved values."""
+    declared = size_defaults(task, "large")
+    assert {"data.batch_size", "trainer.precision"} <= set(declared)
+    config = load_config([f"task={task}", "size=large"])
+    assert {key: OmegaConf.select(config, key) for key in declared} == declared
+    assert OmegaConf.create(to_yaml(config)).data.batch_size == declared["data.batch_size"]
+    overridden = load_config([f"task={task}", "size=large", "data.batch_size=3"])
+    assert overridden.data.batch_size == 3 and overridden.trainer.precision == declared["trainer.precision"]
+    path = _write(tmp_path / "run.yaml", f"task: {task}\nsize: large\ntrainer:\n  precision: 32-true\n")
+    from_file = load_config(path=path)
+    assert from_file.trainer.precision == "32-true" and from_file.data.batch_size == declared["data.batch_size"]
+    assert size_defaults(task, "default") == {} and load_config([f"task={task}"]).data.batch_size == 64

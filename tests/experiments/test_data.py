@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -219,11 +220,11 @@ def utf8(value: str) -> list[int]:
 
 @pytest.mark.parametrize("style", ["wikitext", "txt"])
 def test_text_files_are_utf8_bytes(tmp_path, style):
-    """Both layouts read to int64 tensors of exactly the files' UTF-8 bytes (multi-byte
+    """Both layouts read to uint8 tensors of exactly the files' UTF-8 bytes (multi-byte
     characters as several tokens); WikiText's test split is not read."""
     train_text, valid_text = write_text_dir(tmp_path, style)
     train, valid = text.text_files(tmp_path)
-    assert train.dtype == valid.dtype == torch.int64
+    assert train.dtype == valid.dtype == torch.uint8
     assert train.tolist() == utf8(train_text) and valid.tolist() == utf8(valid_text)
     assert len(train) > len(train_text)  # non-ASCII characters take more than one byte
     assert bytes(train.tolist()).decode("utf-8") == train_text
@@ -278,6 +279,40 @@ def test_manifest_corpus_reads_audio_at_any_rate(tmp_path):
 
     left = soundfile.read(tmp_path / "audio" / "stereo.wav", dtype="float32", always_2d=True)[0][:, 0]
     assert torch.equal(train[2][0], speech.log_mel(torch.from_numpy(left)).half())
+
+
+def test_manifest_features_are_decoded_once_and_cached(tmp_path, monkeypatch):
+    """The second load of a manifest reads its features from $OPTBENCH_CACHE: it succeeds with
+    the audio gone and gives the same features; rewriting the manifest (a new modification time)
+    decodes it again, and then the missing audio is named."""
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "cache"))
+    train_path, val_path = write_speech_manifests(tmp_path / "speech")
+    first = speech.manifest_corpus(train_path, val_path)
+    assert len(list((tmp_path / "cache").glob("asr-manifest-*.pt"))) == 2  # train and validation
+    for audio in (tmp_path / "speech" / "audio").iterdir():
+        audio.unlink()
+    second = speech.manifest_corpus(train_path, val_path)
+    for split, again in zip(first, second):
+        assert len(split) == len(again) > 0
+        for (x, text), (x2, text2) in zip(split, again):
+            assert text == text2 and torch.equal(x, x2)
+    os.utime(train_path, ns=(train_path.stat().st_atime_ns, train_path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(FileNotFoundError, match="audio file not found"):
+        speech.manifest_corpus(train_path, val_path)
+
+
+def test_feature_corpus_items_and_slices_are_the_utterances():
+    """A FeatureCorpus holds its utterances in one tensor: item i is utterance i (features and
+    text), a slice is the corpus of those items, negative indices count from the end."""
+    utterances = [(torch.randn(speech.N_MELS, n).half(), f"u{n}") for n in (3, 5, 1, 4)]
+    corpus = speech.FeatureCorpus.of(utterances)
+    assert corpus.frames.shape == (13, speech.N_MELS)
+    for (x, text), (x2, text2) in zip(corpus, utterances):
+        assert text == text2 and torch.equal(x, x2)
+    assert [t for _, t in corpus[1:3]] == ["u5", "u1"] and torch.equal(corpus[1:3][1][0], utterances[2][0])
+    assert corpus[-1][1] == "u4" and len(corpus[4:]) == 0
+    with pytest.raises(IndexError):
+        corpus[4]
 
 
 @pytest.mark.parametrize("n_lines,n_val", [(20, 1), (21, 2), (40, 2)])
@@ -521,7 +556,7 @@ def test_builtin_pydoc_sizes_and_split():
     assert len(tiny_train) == 60_000 and len(tiny_val) == 20_000
     assert len(tiny_train) < len(train) and len(tiny_val) < len(val)
     assert torch.equal(tiny_train, train[:60_000]) and torch.equal(tiny_val, val[:20_000])
-    assert train.dtype == torch.int64 and 0 <= int(train.min()) and int(train.max()) <= 255
+    assert train.dtype == torch.uint8
 
 
 def test_manifest_with_missing_audio_names_the_file(tmp_path):

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from experiments.data.stream import StepBatches, epoch_indices
+from experiments.data.stream import StepBatches, epoch_indices, epoch_permutation
 
 SIZE = 37  # not a multiple of any batch size below: batches straddle epochs
 
 
-def make_batch(indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(indices: torch.Tensor, generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, per-sample random draw): both parts must be reproducible."""
-    return indices.clone(), torch.rand(len(indices), generator=generator)
+    return indices.clone(), torch.stack([torch.rand((), generator=g) for g in generators])
 
 
 def batches(stream: StepBatches, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -94,3 +94,30 @@ def test_epochs_are_shuffled_differently():
     stream = epoch_indices(SIZE, 0, 0, 3 * SIZE)
     assert not torch.equal(stream[:SIZE], stream[SIZE:2 * SIZE])
     assert not torch.equal(stream[:SIZE], torch.arange(SIZE))
+
+
+def test_permutation_is_drawn_once_per_epoch():
+    """Streaming three epochs draws three permutations, not one per micro-batch (the cache's
+    misses count the draws); and the cached one is the epoch's order."""
+    size, batch = 50, 4
+    epoch_permutation.cache_clear()
+    stream = StepBatches(size, batch, make_batch, seed=6)
+    drawn = torch.cat([indices for indices, _ in batches(stream, 3 * size // batch)])
+    info = epoch_permutation.cache_info()
+    assert info.misses == 3 and info.hits >= 3 * size // batch - 3
+    assert torch.equal(drawn[:size], epoch_permutation(size, 6, 0))
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_each_rank_builds_only_its_share(world):
+    """make_batch of rank r receives the rank's B indices and B generators, never the global
+    batch: the work of building and augmenting a batch is split across the ranks."""
+    per_rank, seen = 3, []
+
+    def recording(indices: torch.Tensor, generators: list[torch.Generator]):
+        seen.append((len(indices), len(generators)))
+        return make_batch(indices, generators)
+
+    for rank in range(world):
+        batches(StepBatches(SIZE, per_rank, recording, seed=0, rank=rank, world=world), 5)
+    assert seen == [(per_rank, per_rank)] * (5 * world)

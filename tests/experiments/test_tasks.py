@@ -16,6 +16,8 @@ from experiments.cli import main
 from experiments.config import ConfigError, RunConfig, load_config
 from experiments.store import RunStore
 from experiments.tasks import TASKS, build_task, task_class
+from experiments.tasks.sizes import SIZES
+from optimizers import build_optimizer
 from experiments.train import run_dir, train
 from tests.experiments.test_data import (
     VALID_TEXT, write_cifar10, write_image_folder, write_manifest, write_speech_manifests, write_text_dir,
@@ -26,7 +28,6 @@ BATCH = {"vision": 32, "lm": 16, "asr": 16}
 # The natural range of each metric: accuracy in [0, 1]; perplexity >= 1; WER >= 0 (insertions
 # can take it above 1).
 RANGE = {"acc": (0.0, 1.0), "ppl": (1.0, math.inf), "wer": (0.0, math.inf)}
-SIZES = ("tiny", "default")
 VALID_SOURCES = {"vision": ("builtin", "cifar10", "imagefolder"), "lm": ("builtin", "text"),
                  "asr": ("builtin", "manifest")}
 
@@ -101,6 +102,13 @@ def test_builtin_run_completes_and_reports_its_metric(builtin_run):
     assert summary["metric"] == f"val/{cls.metric}"
     assert summary["higher_is_better"] is cls.higher_is_better
     assert summary["target"] == cls.default_target["tiny"]
+
+
+def test_builtin_run_counts_its_trainable_parameters(builtin_run, tmp_path):
+    """summary.json's num_parameters is the number of trainable values of the run's model."""
+    task, summary, _ = builtin_run
+    module, _ = build_task(load_config(overrides(task, tmp_path)), lambda model: None, lambda step: 1.0)
+    assert summary["num_parameters"] == sum(p.numel() for p in module.model.parameters()) > 0
 
 
 def test_builtin_run_logs_its_metric_in_range(builtin_run):
@@ -291,3 +299,35 @@ def test_lm_validation_text_shorter_than_a_window_is_refused(tmp_path):
     args = overrides("lm", tmp_path / "runs", "data.source=text", f"data.path={root}", steps=5, batch=4)
     with pytest.raises(ConfigError, match=r"LM text too short: \d+ training and 9 validation bytes"):
         train(load_config(args))
+
+
+# --------------------------------------------------------------------------------------------
+# The large sizes: the papers' models, one step each on the CPU
+# --------------------------------------------------------------------------------------------
+
+LARGE = {  # task: (model arguments, a small batch: short images, clips and sequences, at least this many parameters)
+    "vision": ((3, 10), lambda: (torch.randn(2, 3, 32, 32), torch.tensor([3, 7])), 10_000_000),
+    "asr": ((), lambda: (torch.randn(2, 64, 120), torch.tensor([120, 90]), torch.tensor([[8, 5, 12], [15, 1, 0]]),
+                         torch.tensor([3, 2])), 5_000_000),
+    "lm": ((), lambda: (torch.randint(0, 256, (2, 64)), torch.randint(0, 256, (2, 64))), 80_000_000),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(LARGE))
+def test_large_model_takes_one_optimizer_step_on_cpu(task):
+    """ResNet-50, QuartzNet 5x5 and GPT-2 small (over bytes) have at least the papers' scale of
+    parameters, and one NovoGrad step on a small batch moves every parameter that has a gradient."""
+    model_args, batch, at_least = LARGE[task]
+    module = task_class(task)("large", lambda model: build_optimizer("novograd", model, lr=0.01),
+                              lambda step: 1.0, *model_args)
+    params = list(module.model.parameters())
+    assert sum(p.numel() for p in params) >= at_least
+    optimizer = module.configure_optimizers()["optimizer"]
+    before = [p.detach().clone() for p in params]
+    loss = module.loss(batch())
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+    moved = [not torch.equal(p, b) for p, b in zip(params, before) if p.grad is not None and p.grad.abs().sum() > 0]
+    assert moved and all(moved)

@@ -1,4 +1,9 @@
-"""A small GPT (after nanoGPT): pre-norm transformer blocks, causal attention, tied embeddings."""
+"""A GPT (after nanoGPT): pre-norm transformer blocks, causal attention, tied embeddings.
+
+``GPTConfig(context=1024, layers=12, heads=12, width=768)`` is GPT-2 small's shape (Radford et
+al., 2019) over bytes instead of BPE tokens: 85.9M parameters instead of 124M, the difference
+being the embedding table (256 rows instead of 50,257).
+"""
 
 from __future__ import annotations
 
@@ -66,6 +71,9 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.width, config.vocab_size, bias=False)
         self.head.weight = self.token.weight  # weight tying (Press & Wolf, 2017)
         self.apply(self._init)
+        for block in self.blocks:  # GPT-2: residual projections scaled by 1/sqrt(2 · layers)
+            for projection in (block.attn.proj, block.mlp[2]):
+                nn.init.normal_(projection.weight, std=0.02 / (2 * config.layers) ** 0.5)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
