@@ -70,18 +70,23 @@ def run_row(source: str, path: str, study: str, run_id: str, config: dict[str, A
     code's own (torch-free) formulas; what only metrics can tell is filled in later
     (``analysis.unfinished``).
     """
-    from experiments.config import effective_batch_size
+    from experiments.config import RunConfig, effective_batch_size
     from experiments.schedule import scaled_lr
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     s = summary or {}
     metric = s.get("metric")
     batch, lr = s.get("effective_batch_size"), s.get("lr")
     if (batch is None or lr is None) and _get(config, "data.batch_size") is not None:
-        node = OmegaConf.create(config)
-        batch = effective_batch_size(node) if batch is None else batch
-        lr = scaled_lr(node.optimizer.lr, node.optimizer.lr_scaling, batch,
-                       node.optimizer.reference_batch_size) if lr is None else lr
+        try:  # a config.yaml written before a field existed takes that field's default
+            node = OmegaConf.merge(OmegaConf.structured(RunConfig), config)
+        except OmegaConfBaseException:  # or one from a later optbench, with fields unknown here
+            node = None
+        if node is not None:
+            batch = effective_batch_size(node) if batch is None else batch
+            lr = scaled_lr(node.optimizer.lr, node.optimizer.lr_scaling, batch,
+                           node.optimizer.reference_batch_size) if lr is None else lr
     return {
         F.SOURCE: source, F.PATH: path, F.STUDY: study, F.RUN_ID: run_id,
         F.TASK: s.get("task", config.get("task")), F.SIZE: config.get("size"),
