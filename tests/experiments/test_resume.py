@@ -21,8 +21,9 @@ from tests.experiments.support import REPO, TINY, optbench_command, subprocess_e
 
 pytestmark = pytest.mark.slow
 
-# seed=2: a run in which one validation sets a best that the next does not beat (the stale-best case)
-OVERRIDES = [*TINY, "seed=2", "trainer.max_steps=120", "trainer.val_every_n_steps=20", "trainer.log_every_n_steps=10"]
+# seed=5: a run in which one validation (step 80) sets a best that the next does not beat (the
+# stale-best case); re-pick with stale_best_step when the batch stream or the model changes
+OVERRIDES = [*TINY, "seed=5", "trainer.max_steps=120", "trainer.val_every_n_steps=20", "trainer.log_every_n_steps=10"]
 DEADLINE_S = 240
 
 
