@@ -405,10 +405,7 @@ def _triton_novograd(params: list[Tensor], grads: list[Tensor], exp_avgs: list[T
     from optimizers import triton_kernels
 
     larc = larc or dict(mode="none", eta=0.0, eps=0.0, min_update=0.0)
-    by_dtypes: dict[tuple[torch.dtype, torch.dtype], list[int]] = {}
-    for i, (p, g) in enumerate(zip(params, grads)):
-        by_dtypes.setdefault((p.dtype, g.dtype), []).append(i)
-    for indices in by_dtypes.values():
+    for indices in triton_kernels.dtype_groups(params, grads):
         def pick(tensors: Optional[list[Tensor]]) -> Optional[list[Tensor]]:
             return [tensors[i] for i in indices] if tensors is not None else None
         triton_kernels.novograd_step(

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-__all__ = ["CHUNK", "LAYER_RULES", "novograd_step", "momentum_step", "supports"]
+__all__ = ["CHUNK", "LAYER_RULES", "dtype_groups", "novograd_step", "momentum_step"]
 
 CHUNK = 16384  # values per program of the chunked passes
 _BLOCK = 1024  # values per iteration inside a chunk
@@ -51,9 +51,14 @@ LAYER_RULES = {"none": 0, "clip": 1, "scale": 2, "lars": 3}
 _TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
-def supports(tensors: Sequence[Tensor]) -> bool:
-    """Whether the kernels take these tensors: float32/bfloat16/float16, contiguous, dense."""
-    return all(t.dtype in _TL_DTYPES and t.is_contiguous() and not t.is_sparse for t in tensors)
+def dtype_groups(*tensor_lists: Optional[Sequence[Tensor]]) -> list[list[int]]:
+    """Indices of the tensors, grouped so that within a group every list has one dtype (a
+    launch takes one dtype per operand; a model usually gives one group)."""
+    groups: dict[tuple, list[int]] = {}
+    for i in range(len(tensor_lists[0])):
+        key = tuple(tensors[i].dtype for tensors in tensor_lists if tensors is not None)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 # --- kernels ---------------------------------------------------------------------------------
