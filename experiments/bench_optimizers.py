@@ -1,7 +1,10 @@
 """Optimizer step-time and state-memory benchmark on a ResNet-50-shaped parameter set.
 
 Every row is timed in this one process, round-robin over ``rounds`` so that drift of a shared
-machine falls on all rows alike; ratios are to torch's fused Adam and to Adam's state bytes.
+machine falls on all rows alike; ratios are to torch's fused Adam and to Adam's state bytes. On
+CUDA each step is timed with CUDA events, and two bandwidth-floor rows turn a device-to-device
+copy's bandwidth into the time of a step moving 24 (NovoGrad: g twice, w and m read and written)
+or 28 (fused Adam) bytes per value.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from torch.optim import Optimizer
 from experiments.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
 
-__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "REFERENCE_ROW", "ADAM_STATE_ROW"]
+__all__ = [
+    "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "run_benchmark", "REFERENCE_ROW",
+    "ADAM_STATE_ROW", "FLOOR_BYTES_PER_VALUE",
+]
 
 REFERENCE_ROW = "torch Adam (fused)"  # step-time ratios are to this row
 ADAM_STATE_ROW = "torch Adam (foreach)"  # state-byte ratios are to this row
+FLOOR_BYTES_PER_VALUE = (24, 28)  # NovoGrad's two passes; fused Adam's one
 
 
 def resnet50_shapes(small: bool = False) -> list[tuple[int, ...]]:
@@ -52,9 +59,9 @@ class BenchRow:
     """One benchmarked optimizer: how to build it, and what was measured."""
 
     name: str
-    build: Callable[[list[nn.Parameter]], Optimizer]
+    build: Optional[Callable[[list[nn.Parameter]], Optimizer]]  # None: a bandwidth-floor row
     ms: list[float]
-    state_bytes: int = 0
+    state_bytes: Optional[int] = 0  # None: not an optimizer
     first_step_s: Optional[float] = None  # fused rows: includes building/compiling the kernel
 
     @property
@@ -62,21 +69,35 @@ class BenchRow:
         return statistics.median(self.ms)
 
 
-def _peer_rows() -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
-    """NovoGrad and LARS of torch-optimizer and pytorch-optimizer, where installed (``bench`` extra)."""
+def _peer_rows(device: str) -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
+    """NovoGrad and LARS of torch-optimizer and pytorch-optimizer (``bench`` extra), timm's
+    NvNovoGrad, and on CUDA apex's FusedNovoGrad and FusedLAMB: those that import here."""
     rows = []
     for module_name, label in (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer")):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        rows.append((f"{label} NovoGrad", lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
-        rows.append((f"{label} LARS", lambda p, m=module: m.LARS(p, lr=1e-3, weight_decay=1e-4)))
+        module = _optional_module(module_name)
+        if module is not None:
+            rows.append((f"{label} NovoGrad", lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
+            rows.append((f"{label} LARS", lambda p, m=module: m.LARS(p, lr=1e-3, weight_decay=1e-4)))
+    timm_optim = _optional_module("timm.optim")
+    if timm_optim is not None:
+        rows.append(("timm NvNovoGrad", lambda p: timm_optim.NvNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
+    apex_optimizers = _optional_module("apex.optimizers") if device == "cuda" else None
+    if apex_optimizers is not None:
+        rows.append(("apex FusedNovoGrad", lambda p: apex_optimizers.FusedNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
+        rows.append(("apex FusedLAMB", lambda p: apex_optimizers.FusedLAMB(p, lr=1e-3)))
     return rows
 
 
-def bench_rows(include_peers: bool = True) -> list[BenchRow]:
-    """The rows: every registry name (foreach path), fused NovoGrad, torch's own, the peers."""
+def _optional_module(name: str) -> Optional[object]:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def bench_rows(include_peers: bool = True, device: str = "cpu") -> list[BenchRow]:
+    """The rows: every registry name (the device's default path), fused NovoGrad, torch's own, the
+    peers; on CUDA also the ``foreach`` path of the four layer-wise targets, for comparison."""
     def registry(name: str, **options) -> Callable[[list[nn.Parameter]], Optimizer]:
         return lambda params: build_optimizer(name, params, lr=1e-3, exclude_bias_and_norm=False, **options)
 
@@ -92,15 +113,51 @@ def bench_rows(include_peers: bool = True) -> list[BenchRow]:
         ("novograd (fused)", registry("novograd", fused=True)),
         ("larc_novograd (fused)", registry("larc_novograd", fused=True)),
     ]
+    if device == "cuda":
+        builders += [
+            ("novograd (foreach)", registry("novograd", foreach=True)),
+            ("larc_novograd (foreach)", registry("larc_novograd", foreach=True)),
+            ("lars (foreach)", registry("lars", fused=False)),
+            ("larc_sgd (foreach)", registry("larc_sgd", foreach=True)),
+        ]
     if include_peers:
-        builders += _peer_rows()
+        builders += _peer_rows(device)
     return [BenchRow(name, build, []) for name, build in builders]
 
 
-def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: int) -> None:
+def bandwidth_floor_rows(values: int, device: str, repeats: int = 10) -> list[BenchRow]:
+    """Rows "bandwidth floor (B B/value)": the time to move B bytes per value of ``values`` at the
+    bandwidth of a ``values``-float32 device-to-device copy (which reads and writes 8 bytes per
+    value), median over ``repeats``. No optimizer reaches it; it says how far each row is from
+    what the memory allows."""
+    src = torch.randn(values, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = statistics.median(_timed_ms(lambda: dst.copy_(src), device) for _ in range(repeats + 1))
+    bytes_per_ms = 8 * values / copy_ms
+    return [
+        BenchRow(f"bandwidth floor ({b} B/value)", None, [b * values / bytes_per_ms], state_bytes=None)
+        for b in FLOOR_BYTES_PER_VALUE
+    ]
+
+
+def _timed_ms(work: Callable[[], object], device: str) -> float:
+    """Wall time of ``work`` in ms: CUDA events on CUDA (the device's time), else perf_counter."""
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        work()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    start_s = time.perf_counter()
+    work()
+    return (time.perf_counter() - start_s) * 1e3
+
+
+def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: int, device: str) -> None:
     generator = torch.Generator().manual_seed(0)
-    params = [nn.Parameter(torch.randn(s, generator=generator) * 0.05) for s in shapes]
-    grads = [torch.randn(s, generator=generator) * 1e-3 for s in shapes]
+    params = [nn.Parameter((torch.randn(s, generator=generator) * 0.05).to(device)) for s in shapes]
+    grads = [(torch.randn(s, generator=generator) * 1e-3).to(device) for s in shapes]
     for p, g in zip(params, grads):
         p.grad = g.clone()
     optimizer = row.build(params)
@@ -108,18 +165,19 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
     def one_step() -> float:
         for p, g in zip(params, grads):  # LARC may rewrite p.grad: restore it, untimed
             p.grad.copy_(g)
-        start = time.perf_counter()
-        optimizer.step()
-        return (time.perf_counter() - start) * 1e3
+        return _timed_ms(optimizer.step, device)
 
     first = one_step()
-    if row.first_step_s is None and "fused" in row.name and "torch" not in row.name:
+    if row.first_step_s is None and "torch" not in row.name and ("fused" in row.name or device == "cuda"):
         row.first_step_s = first / 1e3
     for _ in range(warmup - 1):
         one_step()
     row.ms += [one_step() for _ in range(steps)]
     row.state_bytes = optimizer_state_bytes(optimizer)
+    del optimizer, params, grads
     gc.collect()  # this row's 25.6M-parameter tensors go before the next row builds its own
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def run_benchmark(
@@ -131,11 +189,15 @@ def run_benchmark(
     only: Optional[list[str]] = None,
     include_peers: bool = True,
     progress: Optional[Callable[[str], None]] = None,
+    device: str = "cpu",
 ) -> list[BenchRow]:
-    """Time every row ``rounds`` times, round-robin; the per-row figure is the median step."""
+    """Time every row ``rounds`` times, round-robin; the per-row figure is the median step. The
+    bandwidth-floor rows come last."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible")
     torch.set_num_threads(threads)
     shapes = resnet50_shapes(small)
-    rows = bench_rows(include_peers)
+    rows = bench_rows(include_peers, device)
     if only:
         unknown = sorted(set(only) - {r.name for r in rows})
         if unknown:
@@ -145,5 +207,6 @@ def run_benchmark(
         for row in rows:
             if progress:
                 progress(f"round {round_index + 1}/{rounds}: {row.name}")
-            _time_row(row, shapes, steps, warmup)
-    return rows
+            _time_row(row, shapes, steps, warmup, device)
+    values = sum(torch.Size(shape).numel() for shape in shapes)
+    return rows + bandwidth_floor_rows(values, device)

@@ -28,7 +28,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         rows = run_benchmark(
             small=args.small, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
             threads=args.threads, only=args.only, include_peers=not args.no_peers,
-            progress=lambda text: status.update(text),
+            progress=lambda text: status.update(text), device=args.device,
         )
     console.print(bench_table(rows, title=_bench_title(args)))
     if args.markdown:
@@ -38,7 +38,8 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
 def _bench_title(args: argparse.Namespace) -> str:
     size = "ResNet-50/8 shapes (--small)" if args.small else "ResNet-50 shapes, 25.6M params in 161 tensors"
-    return f"optimizer step on {size}; median of {args.rounds}x{args.steps} steps, {args.threads} threads"
+    where = "CUDA events" if args.device == "cuda" else f"{args.threads} threads"
+    return f"optimizer step on {size}; median of {args.rounds}x{args.steps} steps, {where}"
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--only", nargs="+", metavar="ROW", help="only these rows (plus torch Adam)")
     opt.add_argument("--no-peers", action="store_true", help="skip torch-optimizer / pytorch-optimizer")
     opt.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    opt.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to step (default cpu)")
     opt.set_defaults(func=_cmd_bench)
 
     train = commands.add_parser("train", help="train one run: optbench train KEY=VALUE ...")

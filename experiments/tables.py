@@ -60,8 +60,8 @@ def _bench_cells(rows: list[BenchRow]) -> list[list[str]]:
             row.name,
             f"{row.median_ms:.2f}",
             f"{row.median_ms / reference_ms:.2f}",
-            f"{row.state_bytes / 2**20:.1f}",
-            f"{row.state_bytes / adam_bytes:.3f}",
+            "" if row.state_bytes is None else f"{row.state_bytes / 2**20:.1f}",
+            "" if row.state_bytes is None else f"{row.state_bytes / adam_bytes:.3f}",
             "" if row.first_step_s is None else f"{row.first_step_s:.1f}",
         ])
     return cells

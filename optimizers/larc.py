@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .dispatch import implementation
 from .norms import stacked_norms
 
 __all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
@@ -37,7 +38,11 @@ class LARC(Optimizer):
     LARC writes :math:`s \cdot g` into ``p.grad`` — the one place in this package that rewrites
     gradients — except for inner optimizers that offer ``step_with_grad_scale`` (``NovoGrad``),
     which take :math:`s` and :math:`\lVert g \rVert^2` and fold them into their own passes, and
-    fused NovoGrad on its C++ kernel (``fuses_larc()``), which computes :math:`s` itself.
+    fused NovoGrad (``fuses_larc()``: the Triton kernels or the C++ kernel), which computes
+    :math:`s` itself, and ``torch.optim.SGD`` on the Triton path (CUDA, unless ``foreach=True``
+    or ``fused=False`` was set on it): one norm pass over w and g, then one pass applying
+    :math:`s`, weight decay, momentum and the step, with ``p.grad`` left as it was and the
+    momentum buffers in SGD's own state (``state_dict`` is SGD's).
 
     The wrapper is a real ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are the
     inner optimizer's own objects, so LR schedulers, ``state_dict``/``load_state_dict``,
@@ -117,6 +122,10 @@ class LARC(Optimizer):
         if fuses_larc is not None and fuses_larc():
             self.optimizer.step_with_larc()  # the inner kernel computes s in its own norm pass
             return loss
+        if isinstance(self.optimizer, torch.optim.SGD) and self._sgd_on_triton():
+            for group in self.param_groups:
+                _triton_sgd_step(self.optimizer, group)
+            return loss
         scales: dict[Tensor, Tensor] = {}
         sq_norms: dict[Tensor, Tensor] = {}
         for group in self.param_groups:
@@ -143,6 +152,52 @@ class LARC(Optimizer):
                 torch._foreach_mul_([p.grad for p in scales], list(scales.values()))
             self.optimizer.step()
         return loss
+
+    def _sgd_on_triton(self) -> bool:
+        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``)."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            buffers = [self.state[p]["momentum_buffer"] for p in params
+                       if self.state[p].get("momentum_buffer") is not None]
+            path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
+                                  foreach=group.get("foreach"), name="LARC over SGD")
+            if path != "triton" or group.get("maximize") or group.get("differentiable"):
+                return False
+        return True
+
+
+def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:
+    """LARC over ``torch.optim.SGD`` in the Triton kernels, for one group: s from ‖w‖ and ‖g‖,
+    then d = s·g + λw, buf ← d on a tensor's first step else μ buf + (1−dampening)·d,
+    w ← w − γ·(d + μ buf if Nesterov else buf) (without momentum w ← w − γ·d), as SGD steps on
+    s·g. Buffers SGD has not made yet are made here, as SGD would (like the parameter)."""
+    from . import triton_kernels
+
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params:
+        return
+    momentum = group["momentum"]
+    buffers, first = None, [False] * len(params)
+    if momentum != 0:
+        buffers = []
+        for i, p in enumerate(params):
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                first[i] = True
+            buffers.append(state["momentum_buffer"])
+    grads = [p.grad for p in params]
+    for indices in triton_kernels.dtype_groups(params, grads, buffers):
+        triton_kernels.momentum_step(
+            [params[i] for i in indices], [grads[i] for i in indices],
+            [buffers[i] for i in indices] if buffers is not None else None, [first[i] for i in indices],
+            rule=group["larc_mode"] if group["layer_adaptation"] else "none", eta=group["larc_eta"],
+            factor_eps=group["larc_eps"], min_update=group["larc_min_update"], lr=group["lr"],
+            momentum=momentum, buffer_rate=1.0 - group["dampening"], step_rate=group["lr"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+        )
 
 
 def larc_grad_scales(

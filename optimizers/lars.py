@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .dispatch import implementation
 from .norms import stacked_norms
 
 __all__ = ["LARS", "lars_trust_ratios"]
@@ -37,6 +38,11 @@ class LARS(Optimizer):
         weight_decay: :math:`\beta`, default 0.0.
         eta: trust coefficient :math:`\eta`, default 0.001.
         eps: :math:`\epsilon`, default 1e-8.
+        fused: ``True`` forces the multi-tensor Triton kernels (``optimizers/triton_kernels.py``:
+            one norm pass and one update pass over all tensors of a group), ``False`` the
+            ``torch._foreach`` path; unset (None), CUDA takes the kernels and the CPU ``foreach``
+            (see ``optimizers.dispatch``). The momentum buffer is laid out like the parameter on
+            every path; the kernels compute in float32.
     """
 
     def __init__(
@@ -47,6 +53,8 @@ class LARS(Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.001,
         eps: float = 1e-8,
+        *,
+        fused: Optional[bool] = None,
     ) -> None:
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -60,7 +68,7 @@ class LARS(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, eps=eps,
-            layer_adaptation=True,
+            layer_adaptation=True, fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -79,7 +87,9 @@ class LARS(Optimizer):
                 raise RuntimeError("LARS does not support sparse gradients")
             grads = [p.grad for p in params]
             bufs = [self._momentum_buffer(p) for p in params]
-            _lars_update(
+            update = _triton_lars_update if implementation(
+                [*params, *grads], fused=group["fused"], foreach=None, name="LARS") == "triton" else _lars_update
+            update(
                 params, grads, bufs,
                 lr=group["lr"], momentum=group["momentum"], weight_decay=group["weight_decay"],
                 eta=group["eta"], eps=group["eps"], adapt=group["layer_adaptation"],
@@ -125,3 +135,27 @@ def _lars_update(
     torch._foreach_mul_(bufs, momentum)
     torch._foreach_add_(bufs, update)
     torch._foreach_sub_(params, bufs)
+
+
+def _triton_lars_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    eps: float,
+    adapt: bool,
+) -> None:
+    """``_lars_update`` in the Triton kernels: λ from one norm pass, then v and w in one pass."""
+    from . import triton_kernels
+
+    for indices in triton_kernels.dtype_groups(params, grads, bufs):
+        triton_kernels.momentum_step(
+            [params[i] for i in indices], [grads[i] for i in indices], [bufs[i] for i in indices],
+            [False] * len(indices), rule="lars" if adapt else "none", eta=eta, factor_eps=eps,
+            min_update=0.0, lr=lr, momentum=momentum, buffer_rate=lr, step_rate=1.0,
+            weight_decay=weight_decay, nesterov=False,
+        )

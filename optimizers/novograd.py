@@ -19,6 +19,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 _LARC_MODES = {"clip": 1, "scale": 2}
+_LARC_PATHS = ("triton", "cpu_kernel")  # the paths that compute LARC's factor themselves
 
 
 def _state_dtype(p: Tensor) -> torch.dtype:
@@ -58,7 +59,7 @@ class NovoGrad(Optimizer):
 
     Norms, :math:`v` and :math:`m` are kept in float32 for float16/bfloat16 parameters.
     ``step()`` never synchronises with the device: the step count lives on the CPU, as in
-    ``torch.optim.Adam``.
+    ``torch.optim.Adam`` (so a CUDA graph cannot capture the step).
 
     Args:
         params: iterable of parameters or dicts defining parameter groups.
@@ -73,9 +74,14 @@ class NovoGrad(Optimizer):
         eps_inside_sqrt: :math:`\sqrt{\hat v + \epsilon}` instead of :math:`\sqrt{\hat v} + \epsilon`;
             default False.
         reg_inside_moment: normalise and decay inside the moment (the paper); default True.
-        foreach: use the multi-tensor path (default); ``False`` runs the single-tensor reference.
-        fused: opt-in fused step: a C++ kernel for float32 CPU tensors (built on first use), else
-            the single-tensor reference under ``torch.compile`` (the first step compiles).
+        foreach: ``True`` forces the multi-tensor ``torch._foreach`` path, ``False`` the
+            single-tensor reference.
+        fused: ``True`` forces a fused step: the Triton kernels on CUDA, a C++ kernel for float32
+            CPU tensors (built on first use), else the single-tensor reference under
+            ``torch.compile``; ``False`` forbids it.
+
+    Left unset (None), the step takes the fastest correct path for its tensors
+    (``optimizers.dispatch``): the multi-tensor Triton kernels on CUDA, ``foreach`` elsewhere.
     """
 
     def __init__(
@@ -93,7 +99,7 @@ class NovoGrad(Optimizer):
         eps_inside_sqrt: bool = False,
         reg_inside_moment: bool = True,
         foreach: Optional[bool] = None,
-        fused: bool = False,
+        fused: Optional[bool] = None,
     ) -> None:
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -175,12 +181,14 @@ class NovoGrad(Optimizer):
         self._step(grad_scales, grad_sq_norms, larc=False)
 
     def fuses_larc(self) -> bool:
-        """Whether ``step_with_larc`` can run: every group fused, every tensor on the C++ kernel."""
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
-        return (
-            all(group["fused"] for group in self.param_groups)
-            and _cpu_kernel(params, [p.grad for p in params]) is not None
-        )
+        """Whether ``step_with_larc`` can run: every group's tensors on a fused kernel (Triton or
+        the C++ kernel), which computes LARC's factor in its own norm pass."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params and _implementation(params, [p.grad for p in params], group["fused"], group["foreach"]) \
+                    not in _LARC_PATHS:
+                return False
+        return True
 
     @torch.no_grad()
     def step_with_larc(self) -> None:
@@ -257,15 +265,18 @@ def novograd(
     eps_inside_sqrt: bool = False,
     reg_inside_moment: bool = True,
     foreach: Optional[bool] = None,
-    fused: bool = False,
+    fused: Optional[bool] = None,
 ) -> None:
     """Functional NovoGrad over tensors that all take their ``step``-th step (see ``NovoGrad``).
 
-    Step-dependent factors are computed here, on the host, once per call; the three paths below
-    (single-tensor reference, multi-tensor ``foreach``, compiled ``fused``) share them. ``larc``
-    (``eta``, ``mode``, ``eps``, ``min_update``) asks the fused C++ kernel to compute LARC's factor
-    itself; only that kernel can (see ``NovoGrad.fuses_larc``).
+    Step-dependent factors are computed here, on the host, once per call; every path below
+    shares them: the single-tensor reference, multi-tensor ``foreach``, and the fused ones (the
+    Triton kernels, the C++ CPU kernel, the reference under ``torch.compile``), chosen by
+    ``optimizers.dispatch``. ``larc`` (``eta``, ``mode``, ``eps``, ``min_update``) asks a fused
+    kernel to compute LARC's factor itself; only those can (see ``NovoGrad.fuses_larc``).
     """
+    if not params:
+        return
     # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
     beta2_t = 0.0 if (step == 1 and not init_zero) else beta2
     coefficients = dict(
@@ -279,20 +290,20 @@ def novograd(
         weight_decay=weight_decay,
     )
     flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
-    kernel = _cpu_kernel(params, grads) if fused else None
-    if larc is not None and kernel is None:
-        raise ValueError("larc= needs the fused C++ kernel (see NovoGrad.fuses_larc())")
-    if fused:
-        if not params:
-            return
-        if kernel is not None:
-            larc_args = (_LARC_MODES[larc["mode"]], larc["eta"], larc["eps"], larc["min_update"]) if larc else (0, 0.0, 0.0, 0.0)
-            kernel.novograd_step(
-                params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], grad_scales or [],
-                grad_sq_norms or [], *coefficients.values(), eps_inside_sqrt, reg_inside_moment,
-                *larc_args, torch.get_num_threads(),
-            )
-            return
+    path = _implementation(params, grads, fused, foreach)
+    if larc is not None and path not in _LARC_PATHS:
+        raise ValueError("larc= needs a fused kernel (see NovoGrad.fuses_larc())")
+    if path == "triton":
+        _triton_novograd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+                         larc, coefficients, eps_inside_sqrt, reg_inside_moment)
+    elif path == "cpu_kernel":
+        larc_args = (_LARC_MODES[larc["mode"]], larc["eta"], larc["eps"], larc["min_update"]) if larc else (0, 0.0, 0.0, 0.0)
+        _cpu_kernel().novograd_step(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or [], grad_scales or [],
+            grad_sq_norms or [], *coefficients.values(), eps_inside_sqrt, reg_inside_moment,
+            *larc_args, torch.get_num_threads(),
+        )
+    elif path == "compiled":
         if grad_sq_norms is None:
             # One multi-tensor reduction beats a reduction kernel per tensor in the compiled graph.
             grad_sq_norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
@@ -306,10 +317,10 @@ def novograd(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
             **as_tensors, **flags,
         )
-        return
-    func = _single_tensor_novograd if foreach is False else _multi_tensor_novograd
-    func(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
-         **coefficients, **flags)
+    else:
+        func = _single_tensor_novograd if path == "single" else _multi_tensor_novograd
+        func(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+             **coefficients, **flags)
 
 
 def _single_tensor_novograd(
@@ -362,14 +373,47 @@ def _single_tensor_novograd(
         param.copy_(w)
 
 
-def _cpu_kernel(params: list[Tensor], grads: list[Tensor]) -> Optional[Any]:
-    """optbench's C++ kernel for float32 CPU tensors (``optimizers/novograd_cpu.py``), where it
-    is importable and builds; None sends the fused path to ``torch.compile``."""
+def _implementation(params: list[Tensor], grads: list[Tensor], fused: Optional[bool],
+                    foreach: Optional[bool]) -> str:
+    """The path for these tensors (``optimizers.dispatch``); where this file was copied without
+    its package: ``compiled`` for ``fused=True``, else ``foreach`` (``single`` if it is False)."""
     try:
-        from optimizers import novograd_cpu
-    except ImportError:  # this file was copied without its package
-        return None
-    return novograd_cpu.load() if params and novograd_cpu.supports(params, grads) else None
+        from optimizers import dispatch, novograd_cpu
+    except ImportError:
+        return "compiled" if fused else ("single" if foreach is False else "foreach")
+    return dispatch.implementation(
+        [*params, *grads], fused=fused, foreach=foreach, compiled=True, name="NovoGrad",
+        cpu_kernel=lambda: novograd_cpu.supports(params, grads) and _cpu_kernel() is not None,
+    )
+
+
+def _cpu_kernel() -> Any:
+    """optbench's C++ kernel for float32 CPU tensors (``optimizers/novograd_cpu.py``), or None
+    where it cannot be built."""
+    from optimizers import novograd_cpu
+
+    return novograd_cpu.load()
+
+
+def _triton_novograd(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                     exp_avg_sqs: list[Tensor], max_exp_avg_sqs: Optional[list[Tensor]],
+                     grad_scales: Optional[list[Tensor]], grad_sq_norms: Optional[list[Tensor]],
+                     larc: Optional[dict[str, Any]], coefficients: dict[str, float], eps_inside_sqrt: bool,
+                     reg_inside_moment: bool) -> None:
+    """The Triton kernels (``optimizers/triton_kernels.py``), one call per weight/gradient dtype
+    pair (usually one): three launches for all tensors of the pair."""
+    from optimizers import triton_kernels
+
+    larc = larc or dict(mode="none", eta=0.0, eps=0.0, min_update=0.0)
+    for indices in triton_kernels.dtype_groups(params, grads):
+        def pick(tensors: Optional[list[Tensor]]) -> Optional[list[Tensor]]:
+            return [tensors[i] for i in indices] if tensors is not None else None
+        triton_kernels.novograd_step(
+            pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs), pick(max_exp_avg_sqs),
+            pick(grad_scales), pick(grad_sq_norms), rule=larc["mode"], eta=larc["eta"],
+            factor_eps=larc["eps"], min_update=larc["min_update"], eps_inside_sqrt=eps_inside_sqrt,
+            reg_inside_moment=reg_inside_moment, **coefficients,
+        )
 
 
 @functools.cache

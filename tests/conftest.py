@@ -2,7 +2,9 @@
 
 CUDA devices are hidden before torch is imported, so no test picks a GPU by accident. On a GPU
 machine, ``OPTBENCH_TEST_GPU=1`` keeps them visible and runs the tests marked ``gpu``; otherwise
-those are skipped.
+those are skipped, and Triton is put in interpreter mode (``TRITON_INTERPRET=1``, read when
+``triton`` is imported, which Lightning does early) so that the Triton kernels' tests run on CPU
+tensors.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import random
 
 if os.environ.get("OPTBENCH_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -1,0 +1,114 @@
+"""Which implementation an optimizer step runs: the fastest correct one for the device and dtype.
+
+The rule, for ``fused`` and ``foreach`` as the optimizers take them (None = not set):
+
+========================================  ==============================================
+explicit ``foreach=True`` or ``fused=False``  ``foreach`` (``single`` with ``foreach=False``)
+``foreach=False`` (fused unset)             ``single``: the readable reference
+CUDA, float32/bfloat16/float16, contiguous  ``triton``: the multi-tensor Triton kernels
+CPU float32, ``fused=True``                 ``cpu_kernel`` where one exists and builds
+``fused=True`` otherwise                    ``compiled`` where the optimizer has it, else ``foreach``
+anything else (CPU default, float64)        ``foreach``
+========================================  ==============================================
+
+Where a fast path was expected but is unavailable (CUDA without an importable Triton, ``fused=True``
+without a kernel for the tensors) the step warns once, in one line, saying why. The CPU default
+stays ``foreach``: the C++ kernel costs a ~20 s compiler run the first time on every machine and
+needs a compiler, and a default must not depend on whether a build succeeded.
+
+``OPTBENCH_TRITON_ON_CPU=1`` (with ``TRITON_INTERPRET=1`` set before ``triton`` is imported) makes
+CPU tensors take the ``triton`` path in Triton's interpreter: how the kernels are tested here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["PATHS", "choose", "implementation", "triton_importable"]
+
+PATHS = ("triton", "cpu_kernel", "compiled", "foreach", "single")
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@functools.cache
+def triton_importable() -> bool:
+    """Whether ``triton`` imports here (it ships with torch's CUDA wheels on Linux)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _triton_on_cpu() -> bool:
+    return os.environ.get("OPTBENCH_TRITON_ON_CPU") == "1" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def choose(
+    device: str,
+    kernel_tensors: bool,
+    *,
+    fused: Optional[bool],
+    foreach: Optional[bool],
+    triton: bool,
+    triton_on_cpu: bool = False,
+    cpu_kernel: bool = False,
+    compiled: bool = False,
+) -> tuple[str, Optional[str]]:
+    """The path (one of ``PATHS``) and, where a fast path was expected but is not taken, why.
+
+    ``device``: the tensors' device type; ``kernel_tensors``: all float32/bfloat16/float16 and
+    contiguous; ``triton``: Triton imports; ``cpu_kernel``: a C++ kernel exists for these tensors
+    (float32 CPU) and builds; ``compiled``: the optimizer has a ``torch.compile`` fallback.
+    """
+    if foreach or fused is False:
+        return ("single" if foreach is False else "foreach"), None
+    if foreach is False:
+        return "single", None
+    triton_device = device == "cuda" or (device == "cpu" and triton_on_cpu)
+    if triton_device and kernel_tensors and triton:
+        return "triton", None
+    if device == "cpu" and fused and cpu_kernel:
+        return "cpu_kernel", None
+    why = None
+    if triton_device and kernel_tensors:
+        why = "triton is not importable"
+    elif fused:
+        why = f"no fused kernel for these tensors ({device}, or a dtype/layout the kernels do not take)"
+    if fused and compiled:
+        return "compiled", (f"{why}: using the torch.compile path" if why else None)
+    return "foreach", (f"{why}: using the foreach path" if why else None)
+
+
+def implementation(
+    tensors: Sequence[Tensor],
+    *,
+    fused: Optional[bool],
+    foreach: Optional[bool],
+    cpu_kernel: Optional[Callable[[], bool]] = None,
+    compiled: bool = False,
+    name: str = "optimizer",
+) -> str:
+    """``choose`` for these tensors (all on one device), warning where it says why.
+
+    ``cpu_kernel`` is asked only where the rule would take that path (it may build the kernel).
+    """
+    device = tensors[0].device.type if tensors else "cpu"
+    kernel_tensors = all(t.dtype in _KERNEL_DTYPES and t.is_contiguous() and not t.is_sparse for t in tensors)
+    wants_cpu_kernel = device == "cpu" and bool(fused) and cpu_kernel is not None
+    path, why = choose(
+        device, kernel_tensors, fused=fused, foreach=foreach,
+        triton=(device == "cuda" or _triton_on_cpu()) and triton_importable(),
+        triton_on_cpu=_triton_on_cpu(),
+        cpu_kernel=wants_cpu_kernel and not _triton_on_cpu() and cpu_kernel(),
+        compiled=compiled,
+    )
+    if why:
+        warnings.warn(f"{name}: {why}", UserWarning, stacklevel=3)
+    return path

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run on a GPU machine without internet, from the repository root, with gpu-wheels/ (made by
+# scripts/gpu_wheels.sh) carried along: installs from it whatever the machine's python lacks,
+# then runs the tests marked `gpu` of the optimizers and the CUDA optimizer benchmark, writing
+# everything under $OUT (default gpu-results/): env.txt, pytest_gpu.txt, bench_cuda.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+out="${OUT:-gpu-results}"
+mkdir -p "$out"
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    "$python" -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__)'
+} > "$out/env.txt" 2>&1
+# Only what is missing: pip takes installed versions as satisfied and looks nowhere but gpu-wheels/.
+"$python" -m pip install -q --no-index --find-links gpu-wheels -r gpu-wheels/requirements.txt \
+    > "$out/install.txt" 2>&1 || { echo "gpu_check: install failed (see $out/install.txt)" >&2; exit 1; }
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OPTBENCH_TEST_GPU=1 timeout 300 "$python" -m pytest -m gpu tests/optimizers -q -p no:cacheprovider \
+    > "$out/pytest_gpu.txt" 2>&1
+status=$?
+echo "pytest -m gpu: exit $status" >> "$out/env.txt"
+timeout 240 "$python" -m experiments.cli bench optimizers --device cuda --rounds 3 --steps 20 --warmup 3 \
+    --markdown > "$out/bench_cuda.md" 2>&1
+echo "bench: exit $?" >> "$out/env.txt"
+exit "$status"
