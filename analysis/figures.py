@@ -165,9 +165,9 @@ def scaling_figure(scaling: pd.DataFrame, fits: pd.DataFrame, colors: dict) -> F
             bottom.plot(b, line["best_lr"], color=color, marker="o", label=optimizer)
             bottom.plot(b, line["best_lr"].iloc[0] * b / b[0], color=color, linestyle=":", linewidth=1)
             bottom.plot(b, line["best_lr"].iloc[0] * np.sqrt(b / b[0]), color=color, linestyle="--", linewidth=1)
-        top.set(xscale="log", yscale="log", ylabel="steps to target", title=f"{task}  (: perfect scaling, -- fit)")
+        top.set(xscale="log", yscale="log", ylabel="steps to target", title=f"{task}: dotted perfect scaling, dashed fit")
         bottom.set(xscale="log", yscale="log", xlabel="effective batch size", ylabel="best learning rate",
-                   title=": linear rule, -- sqrt rule")
+                   title="dotted linear rule, dashed sqrt rule")
         for ax in (top, bottom):
             _batch_ticks(ax, sorted(rows[F.BATCH_SIZE].unique()))
     _legend(fig, axes)
