@@ -20,8 +20,10 @@ RESULT_STATUSES = ("completed", "diverged")
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that are results: completed or diverged."""
-    return runs[runs[F.STATUS].isin(RESULT_STATUSES)]
+    """The runs that are results (completed or diverged), with a boolean column ``diverged``
+    (so that counting divergences is a sum, typed even over no runs)."""
+    results = runs[runs[F.STATUS].isin(RESULT_STATUSES)]
+    return results.assign(diverged=results[F.STATUS].eq("diverged").astype(bool))
 
 
 def direction_of(runs: pd.DataFrame) -> dict[str, bool]:
@@ -38,10 +40,10 @@ def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
     directions = direction_of(runs)
     results = results[results[F.TASK].isin(list(directions))]
     if results.empty:
-        return pd.DataFrame(columns=[*CELL, "best_mean", "best_std", "n_seeds", "n_diverged"])
+        return results[CELL].assign(best_mean=0.0, best_std=0.0, n_seeds=0, n_diverged=0)  # typed, empty
     cells = results.groupby(CELL, sort=True).agg(
         best_mean=(F.BEST, "mean"), best_std=(F.BEST, "std"), n_seeds=(F.BEST, "size"),
-        n_diverged=(F.STATUS, lambda s: int((s == "diverged").sum())),
+        n_diverged=("diverged", "sum"),
     ).reset_index()
     sign = cells[F.TASK].map(lambda task: -1.0 if directions[task] else 1.0)
     ranked = cells.assign(_diverged=cells["n_diverged"] > 0, _score=sign * cells["best_mean"])

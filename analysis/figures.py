@@ -185,9 +185,11 @@ def profile_figure(profiles: dict[str, pd.DataFrame], colors: dict) -> Figure:
     """Performance profiles ρ(τ), one panel per cost (e.g. steps, time to target)."""
     fig, axes = _figure(1, len(profiles))
     for ax, (cost, profile) in zip(axes[0], profiles.items()):
+        end = profile["tau"].max() * 1.2  # past the last step, so that a profile reaching 1 there shows it
         for optimizer, line in profile.groupby(F.OPTIMIZER, sort=True):
-            ax.step(line["tau"], line["rho"], where="post", color=colors[optimizer], label=optimizer)
-        ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="τ (ratio to the best optimizer)",
+            ax.step([*line["tau"], end], [*line["rho"], line["rho"].iloc[-1]], where="post", color=colors[optimizer],
+                    label=optimizer)
+        ax.set(xscale="log" if end > 10 else "linear", ylim=(-0.02, 1.02), xlabel="τ (ratio to the best optimizer)",
                ylabel="share of tasks within τ", title=cost)
     _legend(fig, axes)
     return fig

@@ -21,12 +21,11 @@ def task_costs(cell_targets: pd.DataFrame, cost: str = "steps_mean") -> pd.DataF
     """Per task × optimizer, the cost of its best cell: the smallest ``cost`` (a column of
     ``convergence.target_summary``) among the cells all of whose runs reached the target; ∞
     where no cell did. Columns: task, optimizer, cost."""
-    def best(group: pd.DataFrame) -> float:
-        complete = group.loc[group["n_censored"] == 0, cost]
-        return float(complete.min()) if len(complete) else np.inf
-
-    costs = cell_targets.groupby([F.TASK, F.OPTIMIZER], sort=True)[["n_censored", cost]].apply(best)
-    return costs.rename("cost").reset_index()
+    pairs = cell_targets[[F.TASK, F.OPTIMIZER]].drop_duplicates()
+    complete = cell_targets[cell_targets["n_censored"] == 0]
+    best = complete.groupby([F.TASK, F.OPTIMIZER], sort=True)[cost].min().rename("cost").reset_index()
+    costs = pairs.merge(best, on=[F.TASK, F.OPTIMIZER], how="left").astype({"cost": float})
+    return costs.fillna({"cost": np.inf}).sort_values([F.TASK, F.OPTIMIZER]).reset_index(drop=True)
 
 
 def performance_ratios(costs: pd.DataFrame) -> pd.DataFrame:

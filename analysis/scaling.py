@@ -33,7 +33,7 @@ def scaling_table(runs: pd.DataFrame, cell_targets: pd.DataFrame) -> pd.DataFram
     ``cell_targets``: ``convergence.target_summary`` per cell."""
     by = [F.TASK, F.OPTIMIZER, F.BATCH_SIZE]
     counts = finished(runs).groupby(by, sort=True).agg(
-        n_runs=(F.STATUS, "size"), n_diverged=(F.STATUS, lambda s: int((s == "diverged").sum()))).reset_index()
+        n_runs=(F.STATUS, "size"), n_diverged=("diverged", "sum")).reset_index()
     reaching = cell_targets[cell_targets["n_reached"] > 0]
     best = reaching.sort_values("steps_mean", kind="stable").groupby(by, sort=True).head(1)
     best = best[[*by, F.LR, "steps_mean", "n_censored"]].rename(

@@ -18,7 +18,7 @@ def stability_table(runs: pd.DataFrame) -> pd.DataFrame:
     over seeds and batch sizes) and ``final_mean`` of the metric over the runs that have one."""
     results = finished(runs)
     table = results.groupby([F.TASK, F.OPTIMIZER, F.LR], sort=True).agg(
-        n_runs=(F.STATUS, "size"), n_diverged=(F.STATUS, lambda s: int((s == "diverged").sum())),
+        n_runs=(F.STATUS, "size"), n_diverged=("diverged", "sum"),
         best_mean=(F.BEST, "mean"), best_std=(F.BEST, "std"), final_mean=(F.FINAL, "mean"),
     ).reset_index()
     table.insert(5, "divergence_rate", table["n_diverged"] / table["n_runs"])

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis import frames as F
-from analysis.frames import Frames
+from analysis.frames import Frames, typed_runs
 from analysis.report import write_report
 from tests.analysis import synthetic
 
@@ -115,3 +115,21 @@ def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, make, message)
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("records", [
+    [{F.STATUS: "failed", F.ERROR: "Traceback ...\nValueError: boom"}],
+    [{F.STATUS: "running", F.BEST: 0.5}],
+    [{F.TARGET: None, F.BEST: 0.5}],
+    [{F.METRIC: None, F.HIGHER_IS_BETTER: None, F.TARGET: None}],
+    [{F.STATUS: "diverged", F.RUN_ID: f"r{i}", F.LR: 0.1 * (i + 1)} for i in range(3)],
+], ids=["only-failed", "only-running", "no-target", "no-metric", "all-diverged"])
+def test_sparse_data_gives_a_report_not_a_crash(tmp_path, records):
+    runs = typed_runs([synthetic.run_record(**r) for r in records])
+    page = write_report(Frames(runs, synthetic.metrics_frame([("s", "r", 10, 1.0, "val/acc", 0.5)]),
+                               synthetic.layers_frame([])), tmp_path, ["hand-built"])
+    html = page.read_text()
+    _self_contained(html)
+    assert "Not drawn, for lack of data" in html
+    assert ("ValueError: boom" in html) == (records[0].get(F.STATUS) == "failed")
+    assert pd.read_csv(tmp_path / "tables" / "runs.csv")[F.STATUS].tolist() == [r.get(F.STATUS, "completed") for r in records]
