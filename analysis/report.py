@@ -145,8 +145,10 @@ def _problems(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _overview(c: Comparison, sources: list[str]) -> dict[str, object]:
     runs = c.runs
-    values = lambda column: ", ".join(f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-                                      for v in sorted(runs[column].dropna().unique()))
+
+    def values(column: str) -> str:
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sorted(runs[column].dropna().unique()))
+
     tasks = [f"{t} ({c.metrics.get(t, '?')}, {'higher' if c.directions.get(t, True) else 'lower'} is better"
              + (f", target {c.targets.loc[c.targets[F.TASK] == t, F.TARGET].iloc[0]:g}" if (c.targets[F.TASK] == t).any() else "")
              + ")" for t in sorted(runs[F.TASK].dropna().unique())]
@@ -166,10 +168,11 @@ def render_html(c: Comparison, figures: list[Figure], skipped: list[str], source
         ("Largest stable learning rate", c.stable_lr),
         ("Memory (ratios to Adam's)", c.memory),
     ) if len(frame)]
+    problems = _problems(c.runs)
     template = jinja2.Environment(autoescape=True).from_string(_TEMPLATE)
     return template.render(overview=_overview(c, sources), findings=findings(c),
                            paper=_paper_html(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
-                           tables=tables, problems=_html_table(_problems(c.runs)) if len(_problems(c.runs)) else "",
+                           tables=tables, problems=_html_table(problems) if len(problems) else "",
                            runs=_html_table(c.runs[RUNS_COLUMNS[:-2]]))
 
 
