@@ -76,6 +76,27 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    import pandas as pd
+
+    from analysis.frames import Frames
+    from analysis.load import load
+    from analysis.report import write_report
+
+    cache = {"cache_dir": None} if args.no_cache else {} if args.cache_dir is None else {"cache_dir": args.cache_dir}
+    loaded = []
+    for source in args.sources:  # one at a time, so that an empty source is named
+        frames = load([source], **cache)
+        if frames.runs.empty:
+            raise ValueError(f"no runs in {source}")
+        loaded.append(frames)
+    frames = Frames(*(pd.concat([getattr(f, part) for f in loaded], ignore_index=True) if len(loaded) > 1
+                      else getattr(loaded[0], part) for part in ("runs", "metrics", "layers")))
+    page = write_report(frames, args.out, list(args.sources))
+    console.print(f"report: {page} ({len(frames.runs)} runs)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optbench", description="Benchmark first-order optimizers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -103,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config file (overrides apply on top)")
     train.add_argument("--force", action="store_true", help="run again even if already finished")
     train.set_defaults(func=_cmd_train)
+
+    analyze = commands.add_parser("analyze", help="tables, figures and an HTML report from runs")
+    analyze.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="run-store directory, directory of wandb runs, or wandb:ENTITY/PROJECT[/GROUP]")
+    analyze.add_argument("--out", required=True, help="report directory (index.html, tables/, figures/)")
+    analyze.add_argument("--cache-dir", help="parquet cache (default $OPTBENCH_CACHE_DIR or ~/.cache/optbench/analysis)")
+    analyze.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
+    analyze.set_defaults(func=_cmd_analyze)
 
     demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
     demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")

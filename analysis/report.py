@@ -1,0 +1,228 @@
+"""``optbench analyze``'s outputs: the tables (CSV, and the paper table as Markdown, LaTeX and
+CSV), the figures (PNG and SVG) and ``index.html``, one self-contained page with the figures
+embedded as base64 PNG.
+
+Layout under the output directory (names are a contract)::
+
+    index.html
+    tables/  runs.csv scaling.csv stability.csv memory.csv paper.md paper.tex paper.csv
+             targets.csv critical_batch.csv stable_lr.csv
+    figures/ <name>.png <name>.svg
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+import pandas as pd
+
+from analysis import figures as fig
+from analysis import frames as F
+from analysis.compare import Comparison, compare
+from analysis.findings import findings
+from analysis.frames import Frames
+from analysis.tables import format_mean_std, paper_latex, paper_markdown
+
+__all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLUMNS"]
+
+RUNS_COLUMNS = [F.STUDY, F.RUN_ID, F.TASK, F.SIZE, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.WEIGHT_DECAY, F.SEED, F.STATUS,
+                F.METRIC, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S,
+                F.THROUGHPUT, F.PEAK_MEMORY, F.STATE_BYTES, F.GRAD_NOISE_SCALE, F.ERROR, F.PATH]
+_PROBLEMS = ("diverged", "failed", "interrupted", "incomplete", "running")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure written under ``figures/``: its name, caption and PNG path."""
+
+    name: str
+    caption: str
+    png: Path
+
+
+def write_tables(c: Comparison, out: Path) -> dict[str, pd.DataFrame]:
+    """Write every table under ``out/tables``; return the CSV tables by file stem."""
+    tables = {
+        "runs": c.runs[RUNS_COLUMNS].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED]),
+        "scaling": c.scaling, "stability": c.stability, "memory": c.memory, "targets": c.targets,
+        "critical_batch": c.critical_batch, "stable_lr": c.stable_lr, "paper": c.paper,
+    }
+    directory = out / "tables"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, table in tables.items():
+        table.to_csv(directory / f"{stem}.csv", index=False)
+    if len(c.paper):
+        (directory / "paper.md").write_text(paper_markdown(c.paper))
+        (directory / "paper.tex").write_text(paper_latex(c.paper, caption=_paper_caption()))
+    return tables
+
+
+def _paper_caption() -> str:
+    return ("Best validation metric per optimizer and task: mean ± std over seeds at each optimizer's best "
+            "batch size and learning rate; the best per task in bold.")
+
+
+def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
+    """(name, caption, why it would be skipped or "", builder) for every figure the report can hold."""
+    colors = fig.optimizer_colors(list(c.runs[F.OPTIMIZER].dropna()))
+    plans = []
+    for task, curves in c.curves.groupby(F.TASK, sort=True):
+        many_steps = curves.groupby(F.OPTIMIZER)[F.STEP].nunique().max() >= 2
+        plans.append((f"convergence_{task}", f"{task}: validation metric of each optimizer's best configuration "
+                      "against steps, samples and wall time (mean and 95% t-interval over seeds).",
+                      "" if many_steps else f"convergence on {task}: fewer than 2 validation points per run",
+                      lambda curves=curves, task=task: fig.convergence_figure(curves, colors, task)))
+    plans.append(("targets", "Steps and time to target of each optimizer's best configuration (mean and 95% "
+                  "t-interval; hatched: some runs never reached it and count at their budget).",
+                  "" if len(c.best_targets) else "steps to target: no finished run has a target",
+                  lambda: fig.targets_figure(c.best_targets, colors)))
+    has_memory = len(c.memory) and c.memory[[F.STATE_BYTES, F.PEAK_MEMORY]].notna().any().any()
+    plans.append(("memory", "Optimizer state and peak memory (median over runs).",
+                  "" if has_memory else "memory: no run recorded state or peak memory",
+                  lambda: fig.memory_figure(c.memory, colors)))
+    several_lrs = len(c.stability) and c.stability.groupby([F.TASK, F.OPTIMIZER])[F.LR].nunique().max() >= 2
+    plans.append(("stability", "Divergence rate and best metric (mean ± std over runs) against the learning rate.",
+                  "" if several_lrs else "stability: no optimizer was run at 2 or more learning rates on a task",
+                  lambda: fig.stability_figure(c.stability, colors)))
+    reached = c.scaling.dropna(subset=[F.STEPS_TO_TARGET])
+    several_batches = len(reached) and reached.groupby([F.TASK, F.OPTIMIZER])[F.BATCH_SIZE].nunique().max() >= 2
+    plans.append(("scaling", "Steps to target against effective batch size at the best learning rate per batch "
+                  "size, with perfect scaling and the fit S_min·(1 + B_crit/B) (McCandlish et al.); below, "
+                  "the best learning rate with the linear and square-root rules.",
+                  "" if several_batches else "batch-size scaling: no optimizer reached the target at 2 or more batch sizes",
+                  lambda: fig.scaling_figure(c.scaling, c.critical_batch, colors)))
+    costs = c.costs["steps to target"]
+    enough = costs[F.TASK].nunique() >= 2 and costs[F.OPTIMIZER].nunique() >= 2
+    plans.append(("profiles", "Performance profiles (Dolan–Moré): the share of tasks on which each optimizer "
+                  "reaches the target within τ times the best optimizer's steps (left) and time (right).",
+                  "" if enough else "performance profiles: need 2 or more tasks and optimizers with targets",
+                  lambda: fig.profile_figure(c.profiles, colors)))
+    if c.layers.empty:
+        plans.append(("layers", "", "layer statistics: no LARC/LARS run logged trust ratios", lambda: None))
+    for (task, optimizer), rows in c.layers.groupby([F.TASK, F.OPTIMIZER], sort=True):
+        plans.append((f"layers_{task}_{optimizer}", f"{optimizer} on {task} (run {rows[F.RUN_ID].iloc[0]}): trust "
+                      "ratio and update/weight ratio of every layer over training.", "",
+                      lambda rows=rows, title=f"{optimizer} on {task}": fig.layer_figure(rows, title)))
+    return plans
+
+
+def write_figures(c: Comparison, out: Path) -> tuple[list[Figure], list[str]]:
+    """Write the figures the data supports under ``out/figures``; return them and, for each
+    figure left out, why."""
+    written, skipped = [], []
+    for name, caption, why, build in _plans(c):
+        if why:
+            skipped.append(why)
+            continue
+        written.append(Figure(name, caption, fig.save(build(), out / "figures", name)))
+    return written, skipped
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="table")
+
+
+def _paper_html(paper: pd.DataFrame) -> str:
+    wide = paper.assign(cell=[("<b>{}</b>" if best else "{}").format(html.escape(format_mean_std(m, s)))
+                              for m, s, best in zip(paper["mean"], paper["std"], paper["is_best"])])
+    wide = wide.pivot(index=F.OPTIMIZER, columns=F.TASK, values="cell").fillna("")
+    heads = {t: f"{t} ({paper.loc[paper[F.TASK] == t, F.METRIC].iloc[0]} "
+                f"{'↑' if paper.loc[paper[F.TASK] == t, F.HIGHER_IS_BETTER].iloc[0] else '↓'})" for t in wide.columns}
+    wide = wide.rename(columns={t: html.escape(h) for t, h in heads.items()}).reset_index()
+    return wide.to_html(index=False, escape=False, border=0, classes="table")
+
+
+def _problems(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = runs[runs[F.STATUS].isin(_PROBLEMS)]
+    rows = rows.assign(error=rows[F.ERROR].fillna("").map(lambda e: e.strip().splitlines()[-1] if e.strip() else ""))
+    return rows[[F.STUDY, F.RUN_ID, F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED, F.STATUS, F.GLOBAL_STEP, F.ERROR]]
+
+
+def _overview(c: Comparison, sources: list[str]) -> dict[str, object]:
+    runs = c.runs
+
+    def values(column: str) -> str:
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sorted(runs[column].dropna().unique()))
+
+    tasks = [f"{t} ({c.metrics.get(t, '?')}, {'higher' if c.directions.get(t, True) else 'lower'} is better"
+             + (f", target {c.targets.loc[c.targets[F.TASK] == t, F.TARGET].iloc[0]:g}" if (c.targets[F.TASK] == t).any() else "")
+             + ")" for t in sorted(runs[F.TASK].dropna().unique())]
+    return {"sources": sources, "n_runs": len(runs), "statuses": runs[F.STATUS].value_counts().to_dict(),
+            "studies": values(F.STUDY), "tasks": tasks, "optimizers": values(F.OPTIMIZER),
+            "batch_sizes": values(F.BATCH_SIZE), "lrs": values(F.LR), "seeds": values(F.SEED)}
+
+
+def render_html(c: Comparison, figures: list[Figure], skipped: list[str], sources: list[str]) -> str:
+    """The report page: overview, findings, paper table, figures (embedded), tables, problems."""
+    embedded = [(f.name, f.caption, base64.b64encode(f.png.read_bytes()).decode("ascii")) for f in figures]
+    tables = [(title, _html_table(frame)) for title, frame in (
+        ("Steps and time to target per configuration (censored runs at their budget)", c.cell_targets),
+        ("Batch-size scaling: best learning rate per batch size", c.scaling),
+        ("Critical batch size (S = S_min·(1 + B_crit/B); ± one standard error)", c.critical_batch),
+        ("Stability per learning rate", c.stability),
+        ("Largest stable learning rate", c.stable_lr),
+        ("Memory (ratios to Adam's)", c.memory),
+    ) if len(frame)]
+    problems = _problems(c.runs)
+    template = jinja2.Environment(autoescape=True).from_string(_TEMPLATE)
+    return template.render(overview=_overview(c, sources), findings=findings(c),
+                           paper=_paper_html(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
+                           tables=tables, problems=_html_table(problems) if len(problems) else "",
+                           runs=_html_table(c.runs[RUNS_COLUMNS[:-2]]))
+
+
+def write_report(frames: Frames, out: Path | str, sources: list[str]) -> Path:
+    """Compare ``frames`` and write every table, figure and ``index.html`` under ``out``;
+    return the page's path."""
+    out = Path(out)
+    c = compare(frames)
+    write_tables(c, out)
+    figures, skipped = write_figures(c, out)
+    page = out / "index.html"
+    page.write_text(render_html(c, figures, skipped, sources))
+    return page
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>optbench report</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table.table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+table.table th, table.table td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; } figcaption { font-size: 0.9em; color: #555; }
+details summary { cursor: pointer; }
+</style></head><body>
+<h1>optbench report</h1>
+<h2>What was compared</h2>
+<ul>
+<li>Sources: {% for s in overview.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</li>
+<li>{{ overview.n_runs }} runs: {% for status, n in overview.statuses.items() %}{{ n }} {{ status }}{% if not loop.last %}, {% endif %}{% endfor %}</li>
+<li>Studies: {{ overview.studies }}</li>
+<li>Tasks: {{ overview.tasks | join("; ") }}</li>
+<li>Optimizers: {{ overview.optimizers }}</li>
+<li>Effective batch sizes: {{ overview.batch_sizes }}; learning rates: {{ overview.lrs }}; seeds: {{ overview.seeds }}</li>
+</ul>
+<p>Only completed and diverged runs are results. Each optimizer is compared at its best configuration per task
+(the batch size and learning rate with the best mean metric over seeds, among those where no seed diverged).</p>
+<h2>Findings</h2>
+<ul>{% for line in findings %}<li>{{ line }}</li>{% else %}<li>No finished run has a metric to compare.</li>{% endfor %}</ul>
+{% if paper %}<h2>Comparison table</h2>
+<p>Best validation metric, mean ± std over seeds; best per task in bold (also <code>tables/paper.md</code>, <code>.tex</code>, <code>.csv</code>).</p>
+{{ paper | safe }}{% endif %}
+<h2>Figures</h2>
+{% for name, caption, data in figures %}<figure id="{{ name }}"><img alt="{{ name }}" src="data:image/png;base64,{{ data }}">
+<figcaption>{{ caption }} (<code>figures/{{ name }}.svg</code>)</figcaption></figure>
+{% else %}<p>No figure: the data supports none.</p>{% endfor %}
+{% if skipped %}<p>Not drawn, for lack of data:</p><ul>{% for why in skipped %}<li>{{ why }}</li>{% endfor %}</ul>{% endif %}
+<h2>Tables</h2>
+{% for title, table in tables %}<h3>{{ title }}</h3>{{ table | safe }}{% endfor %}
+<h2>Runs that diverged, failed or did not finish</h2>
+{% if problems %}{{ problems | safe }}{% else %}<p>None: every run completed.</p>{% endif %}
+<details><summary>All runs</summary>{{ runs | safe }}</details>
+</body></html>
+"""

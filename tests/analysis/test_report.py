@@ -1,0 +1,135 @@
+"""The report: tables, figures (only those the data supports), a self-contained index.html;
+``optbench analyze`` end to end on a hand-built store; analysis never imports torch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import frames as F
+from analysis.frames import Frames, typed_runs
+from analysis.report import write_report
+from tests.analysis import synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _self_contained(page: str) -> None:
+    """No file the page would need beside it: every src is a data: URI, no link or href to files."""
+    assert all(src.startswith("data:") for src in re.findall(r'\bsrc="([^"]*)"', page))
+    assert not re.search(r'\bhref="(?!#)', page) and "<link" not in page and "url(" not in page
+
+
+def _optbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_analysis_never_imports_torch_or_training_code():
+    code = ("import sys, analysis.load, analysis.compare, analysis.report, analysis.figures\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning',"
+            " 'optimizers') or m in ('experiments.train', 'experiments.tasks', 'experiments.instrument'))\n"
+            "print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp_path):
+    """One task, one batch size, one lr per optimizer: convergence, targets and memory only."""
+    data = synthetic.frames(tasks=("vision",))
+    keep = (data.runs[F.BATCH_SIZE] == 64) & (data.runs[F.LR].isin([1e-3, 1e-2])) & (data.runs[F.STATUS] != "failed")
+    runs = data.runs[keep].reset_index(drop=True)
+    ids = set(runs[F.RUN_ID])
+    page = write_report(Frames(runs, data.metrics[data.metrics[F.RUN_ID].isin(ids)],
+                               data.layers[data.layers[F.RUN_ID].isin(ids)].iloc[0:0]), tmp_path, ["hand-built"])
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        f"{n}.{e}" for n in ("convergence_vision", "memory", "targets") for e in ("png", "svg")]
+    html = page.read_text()
+    _self_contained(html)
+    for why in ("stability: no optimizer was run at 2 or more learning rates",
+                "batch-size scaling: no optimizer reached the target at 2 or more batch sizes",
+                "performance profiles: need 2 or more tasks", "layer statistics: no LARC/LARS run"):
+        assert why in html
+    assert "None: every run completed." in html
+    assert "On vision, novograd reaches the best val/acc" in html
+
+
+@pytest.mark.slow
+def test_optbench_analyze_end_to_end(tmp_path):
+    """A rich hand-built store (2 tasks × 3 optimizers × batch sizes × lrs × 2 seeds, diverged and
+    failed runs, LARC layer statistics) through the real command."""
+    store, out = tmp_path / "runs", tmp_path / "report"
+    data = synthetic.frames()
+    synthetic.write_store(store, data)
+    result = _optbench("analyze", str(store), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "index.html" in result.stdout
+
+    html = (out / "index.html").read_text()
+    _self_contained(html)
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)
+    assert len(images) >= 4
+    assert "RuntimeError: out of memory" in html and "Traceback" not in html  # the failure's last line
+    for name in ("convergence_vision", "convergence_lm", "targets", "memory", "stability", "scaling", "profiles",
+                 "layers_vision_larc_sgd"):
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file(), name
+
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert len(runs) == len(data.runs)
+    assert {F.STUDY, F.RUN_ID, F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED, F.STATUS, F.BEST, F.STEPS_TO_TARGET,
+            F.WALL_TIME_S, F.PEAK_MEMORY, F.STATE_BYTES} <= set(runs.columns)
+    scaling = pd.read_csv(out / "tables" / "scaling.csv")
+    assert list(scaling.columns[:7]) == [F.TASK, F.OPTIMIZER, F.BATCH_SIZE, "best_lr", F.STEPS_TO_TARGET, "censored",
+                                         "n_runs"]
+    novograd = scaling[(scaling[F.TASK] == "vision") & (scaling[F.OPTIMIZER] == "novograd")]
+    assert novograd["best_lr"].tolist() == [synthetic.BASE_LR["novograd"]] * 4  # the middle lr is the fastest
+    assert novograd["n_runs"].tolist() == [6] * 4
+    assert scaling.loc[scaling[F.OPTIMIZER] == "adamw", "n_diverged"].eq(2).all()
+    stability = pd.read_csv(out / "tables" / "stability.csv")
+    rates = stability[(stability[F.TASK] == "vision") & (stability[F.OPTIMIZER] == "adamw")]
+    assert rates.set_index(F.LR)["divergence_rate"].to_dict() == {0.0005: 0.0, 0.001: 0.0, 0.002: 1.0}
+    memory = pd.read_csv(out / "tables" / "memory.csv")
+    assert memory.loc[memory[F.OPTIMIZER] == "novograd", "state_ratio"].eq(0.5).all()
+    assert memory["reference"].eq("adamw").all()
+    fits = pd.read_csv(out / "tables" / "critical_batch.csv")
+    assert fits["b_crit"].between(80, 160).all()  # the law's 128, seen through validation every 50 steps
+    paper = (out / "tables" / "paper.md").read_text()
+    assert paper.count("**") == 4  # one bold cell per task
+    assert (out / "tables" / "paper.tex").read_text().count("{") > 0 and (out / "tables" / "paper.csv").is_file()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing", "optbench: error: no such source: "),
+    (lambda tmp: tmp, "optbench: error: no runs in "),
+])
+def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, make, message):
+    result = _optbench("analyze", str(make(tmp_path)), "--out", str(tmp_path / "out"), "--no-cache", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("records", [
+    [{F.STATUS: "failed", F.ERROR: "Traceback ...\nValueError: boom"}],
+    [{F.STATUS: "running", F.BEST: 0.5}],
+    [{F.TARGET: None, F.BEST: 0.5}],
+    [{F.METRIC: None, F.HIGHER_IS_BETTER: None, F.TARGET: None}],
+    [{F.STATUS: "diverged", F.RUN_ID: f"r{i}", F.LR: 0.1 * (i + 1)} for i in range(3)],
+], ids=["only-failed", "only-running", "no-target", "no-metric", "all-diverged"])
+def test_sparse_data_gives_a_report_not_a_crash(tmp_path, records):
+    runs = typed_runs([synthetic.run_record(**r) for r in records])
+    page = write_report(Frames(runs, synthetic.metrics_frame([("s", "r", 10, 1.0, "val/acc", 0.5)]),
+                               synthetic.layers_frame([])), tmp_path, ["hand-built"])
+    html = page.read_text()
+    _self_contained(html)
+    assert "Not drawn, for lack of data" in html
+    assert ("ValueError: boom" in html) == (records[0].get(F.STATUS) == "failed")
+    assert pd.read_csv(tmp_path / "tables" / "runs.csv")[F.STATUS].tolist() == [r.get(F.STATUS, "completed") for r in records]
