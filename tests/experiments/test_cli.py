@@ -90,11 +90,12 @@ def test_optimizers_lists_every_registry_name():
 
 @pytest.mark.slow
 def test_bench_only_novograd():
-    """``optbench bench optimizers --only novograd`` prints a table with the novograd row and
-    the torch Adam reference rows, and no other optimizer."""
+    """``optbench bench optimizers --only novograd`` prints a table with the novograd row, the
+    torch Adam reference rows and the two bandwidth-floor rows, and no other optimizer."""
     result = optbench("bench", "optimizers", "--small", "--rounds", "1", "--steps", "1", "--warmup", "1",
                       "--only", "novograd", "--no-peers")
     assert result.returncode == 0, result.stderr
     rows = {m.group(1).strip(): m.group(2) for m in re.finditer(r"^│ (\S[^│]*?)\s*│\s*([0-9.]+)\s*│", result.stdout, re.MULTILINE)}
-    assert set(rows) == {"novograd", "torch Adam (foreach)", "torch Adam (fused)"}, result.stdout
+    assert set(rows) == {"novograd", "torch Adam (foreach)", "torch Adam (fused)", "bandwidth floor (24 B/value)",
+                         "bandwidth floor (28 B/value)"}, result.stdout
     assert all(float(ms) > 0 for ms in rows.values())
