@@ -38,6 +38,8 @@ KILL_WAIT_S = 5
 
 START_TIMEOUT_S = 60.0
 
+_PR_SET_PDEATHSIG = 1
+
 
 def missing_binaries() -> list[str]:
     """The cluster's programs that are not on PATH (the daemons live in /usr/sbin)."""
@@ -50,6 +52,12 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the daemon between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _sbin(name: str) -> str:
@@ -98,11 +106,13 @@ class SlurmCluster:
         return "\n".join(path.read_text(errors="replace").splitlines()[-20:]) if path.is_file() else ""
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        # Foreground daemons, children of this process: their PIDs are known, nothing forks away.
+        # Foreground daemons, children of this process: their PIDs are known, nothing forks away,
+        # and they end with it even if it is killed (PR_SET_PDEATHSIG). Their own session keeps
+        # a Ctrl-C of the tests from reaching them before stop() has cancelled the jobs.
         with open(self.root / "log" / f"{name}.out", "ab") as out:
             self.processes[name] = subprocess.Popen([_sbin(argv[0]), *argv[1:]], stdout=out,
                                                     stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-                                                    start_new_session=True)
+                                                    start_new_session=True, preexec_fn=_die_with_parent)
 
     def _wait(self, what: str, ready, names: tuple[str, ...]) -> None:
         """Poll ``ready()`` until it holds; a daemon that died or a timeout raises with its log."""

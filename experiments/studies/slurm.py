@@ -114,12 +114,12 @@ class SlurmExecutor:
     """
 
     def __init__(self, log_dir: Path, *, options: dict[str, Any]) -> None:
-        if shutil.which("sbatch") is None:
-            raise ValueError("the slurm executor needs SLURM's sbatch on PATH; it is not found on this machine")
         valid = sorted(set(OPTIONS) | submitit.SlurmExecutor._valid_parameters())
         unknown = sorted(set(options) - set(valid))
         if unknown:
             raise ValueError(f"unknown slurm executor option(s) {', '.join(unknown)} (valid: {', '.join(valid)})")
+        if shutil.which("sbatch") is None:
+            raise ValueError("the slurm executor needs SLURM's sbatch on PATH; it is not found on this machine")
         self.log_dir = Path(log_dir)
         parameters = {**DEFAULTS, **options}
         if "mem_gb" in parameters:
@@ -138,7 +138,11 @@ class SlurmExecutor:
         """Submit ``commands`` as one job array, wait for every task, call ``on_done(index,
         exit_code)`` as each ends and return the exit codes in the commands' order
         (``NO_EXIT_CODE`` for a task that SLURM ended). A task's output goes to
-        ``<log_dir>/<label>.log`` (label: the one given, else the command's position)."""
+        ``<log_dir>/<label>.log`` (label: the one given, else the command's position).
+
+        If waiting is interrupted (Ctrl-C, an exception from ``on_done``), the unfinished tasks are
+        cancelled: SLURM sends their commands SIGTERM, so the runs record themselves as interrupted
+        and resume when the study is run again, as with the local executor."""
         if not commands:
             return []
         labels = labels if labels is not None else [str(index) for index in range(len(commands))]
@@ -148,10 +152,17 @@ class SlurmExecutor:
                     for argv, label in zip(commands, labels)]
         index = {job.job_id: position for position, job in enumerate(jobs)}
         codes = [NO_EXIT_CODE] * len(jobs)
-        for job in submitit.helpers.as_completed(jobs, poll_frequency=_POLL_S):
-            position = index[job.job_id]
-            codes[position] = _exit_code(job)
-            on_done(position, codes[position])
+        waiting = set(index)
+        try:
+            for job in submitit.helpers.as_completed(jobs, poll_frequency=_POLL_S):
+                position = index[job.job_id]
+                waiting.discard(job.job_id)
+                codes[position] = _exit_code(job)
+                on_done(position, codes[position])
+        except BaseException:  # Ctrl-C, a failing on_done: leave nothing running unwatched
+            if waiting:
+                subprocess.run(["scancel", *sorted(waiting)], capture_output=True)
+            raise
         return codes
 
 
