@@ -11,7 +11,13 @@ in the task calls ``checkpoint()``, which passes SIGTERM on to the child and wai
 same command, which resumes the run from its checkpoint (the run store's business). A task that
 SLURM ends itself (``scontrol requeue``, preemption with requeue, ``scancel``, the time limit)
 sends SIGTERM to child and task alike: the task then leaves no result, so a requeued task is
-waited for and a cancelled one is reported from ``sacct``.
+waited for and a cancelled one is reported from ``sacct``. A task requeued near its time limit
+counts against ``max_num_timeout``, a preempted one does not; submitit tells them apart by the
+time run so far, and with a ``time`` of 10 minutes or less it counts every requeue as a time-out.
+
+Everything reaches SLURM through its commands (sbatch, sacct, scancel, scontrol), run with this
+process's environment, which sbatch also passes on to the tasks: a cluster other than
+/etc/slurm's is chosen by exporting ``SLURM_CONF``.
 """
 
 from __future__ import annotations
