@@ -17,6 +17,7 @@ Written for root on a machine without systemd or cgroups (a container): the daem
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -25,12 +26,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 # Every daemon and client the cluster needs: what scripts/install_slurm.sh installs.
 BINARIES = ("munged", "mariadb-install-db", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 
-# A requeued job waits cred_expire + 1 s before it starts again: the shortest lifetime SLURM
-# takes keeps the requeue tests short.
+# A requeued job waits cred_expire + 1 s before it starts again: 10 s (the default is 120 s)
+# keeps the requeue tests short.
 CRED_EXPIRE_S = 10
 
 # Seconds between SIGTERM and SIGKILL when SLURM ends a job (cancel, requeue, time limit).
@@ -41,10 +43,14 @@ START_TIMEOUT_S = 60.0
 _PR_SET_PDEATHSIG = 1
 
 
+def _which(name: str) -> str | None:
+    """Where ``name`` is on PATH or in /usr/sbin, /sbin (the daemons, off a user's PATH)."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def missing_binaries() -> list[str]:
-    """The cluster's programs that are not on PATH (the daemons live in /usr/sbin)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [name for name in BINARIES if shutil.which(name, path=path) is None]
+    """The cluster's programs that are not installed."""
+    return [name for name in BINARIES if _which(name) is None]
 
 
 def _free_port() -> int:
@@ -58,10 +64,6 @@ def _die_with_parent() -> None:  # runs in the daemon between fork and exec
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _sbin(name: str) -> str:
-    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])) or name
 
 
 @dataclass
@@ -88,7 +90,7 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancel every job, then stop each daemon by its PID, the last started first."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            subprocess.run(["scancel", "--full", "--user", "root"], env={**os.environ, **self.env},
+            subprocess.run(["scancel", "--user", getpass.getuser()], env={**os.environ, **self.env},
                            capture_output=True, timeout=30)
         for name, process in reversed(list(self.processes.items())):
             if process.poll() is None:
@@ -101,20 +103,21 @@ class SlurmCluster:
         self.processes.clear()
 
     def log(self, name: str) -> str:
-        """The tail of a daemon's log, for a failure message."""
-        path = self.root / "log" / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-20:]) if path.is_file() else ""
+        """The tail of a daemon's log file and output, for a failure message."""
+        paths = [self.root / "log" / f"{name}.{suffix}" for suffix in ("log", "out")]
+        return "\n".join(line for path in paths if path.is_file()
+                         for line in path.read_text(errors="replace").splitlines()[-20:])
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         # Foreground daemons, children of this process: their PIDs are known, nothing forks away,
         # and they end with it even if it is killed (PR_SET_PDEATHSIG). Their own session keeps
         # a Ctrl-C of the tests from reaching them before stop() has cancelled the jobs.
         with open(self.root / "log" / f"{name}.out", "ab") as out:
-            self.processes[name] = subprocess.Popen([_sbin(argv[0]), *argv[1:]], stdout=out,
+            self.processes[name] = subprocess.Popen([_which(argv[0]) or argv[0], *argv[1:]], stdout=out,
                                                     stderr=subprocess.STDOUT, env={**os.environ, **self.env},
                                                     start_new_session=True, preexec_fn=_die_with_parent)
 
-    def _wait(self, what: str, ready, names: tuple[str, ...]) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool], names: tuple[str, ...]) -> None:
         """Poll ``ready()`` until it holds; a daemon that died or a timeout raises with its log."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -191,7 +194,9 @@ def _start(cluster: SlurmCluster) -> None:
         "PidFile": root / "run" / "slurmdbd.pid", "LogFile": root / "log" / "slurmdbd.log",
     }))
     dbd_conf.chmod(0o600)  # slurmdbd refuses a config others can read
-    node = subprocess.run([_sbin("slurmd"), "-C"], check=True, capture_output=True, text=True).stdout.splitlines()[0]
+    # this machine as slurmd sees it: NodeName=<host> CPUs=... RealMemory=...
+    node = subprocess.run([_which("slurmd") or "slurmd", "-C"], check=True, capture_output=True,
+                          text=True).stdout.splitlines()[0]
     cluster.conf.write_text(_settings({
         "ClusterName": "optbench", "SlurmctldHost": f"{socket.gethostname()}(127.0.0.1)", "SlurmUser": "root",
         **auth, "SlurmctldPort": ports["slurmctld"], "SlurmdPort": ports["slurmd"],
