@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING, Iterator
 
 if os.environ.get("OPTBENCH_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -19,6 +20,9 @@ if os.environ.get("OPTBENCH_TEST_GPU") != "1":
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.slurm_cluster import SlurmCluster
 
 torch.set_num_threads(2)
 
@@ -42,3 +46,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator["SlurmCluster"]:
+    """A real one-node SLURM cluster with accounting (``tests/slurm_cluster.py``), started once per
+    session, with SLURM_CONF pointing this process and its children (sbatch, sacct, submitit) at it.
+
+    Without the SLURM packages the tests that use it are skipped, except under CI (``CI=true``),
+    where that is a failure: ``scripts/install_slurm.sh`` installs them.
+    """
+    from tests.slurm_cluster import missing_binaries, start_cluster
+
+    missing = missing_binaries()
+    if missing:
+        message = f"SLURM is not installed (no {', '.join(missing)}): run scripts/install_slurm.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in cluster.env.items():
+                patch.setenv(name, value)
+            yield cluster
+    finally:
+        cluster.stop()
