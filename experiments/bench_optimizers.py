@@ -139,7 +139,9 @@ def run_benchmark(
     if only:
         unknown = sorted(set(only) - {r.name for r in rows})
         if unknown:
-            raise ValueError(f"Unknown benchmark row {unknown[0]!r}; valid rows: {', '.join(r.name for r in rows)}")
+            names = [r.name for r in rows]
+            raise ValueError(f"Unknown benchmark row {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+                             f"valid rows: {', '.join(names)}")
         rows = [r for r in rows if r.name in only or r.name in (REFERENCE_ROW, ADAM_STATE_ROW)]
     for round_index in range(rounds):
         for row in rows:

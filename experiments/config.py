@@ -6,7 +6,6 @@ these defaults. A misspelt key or a wrong type is a one-line ``ConfigError`` nam
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -15,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from optimizers.did_you_mean import did_you_mean
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
@@ -151,9 +152,7 @@ def _one_line(error: OmegaConfBaseException) -> str:
     key = getattr(error, "full_key", None) or ""
     message = str(error).splitlines()[0].strip()
     if "not in struct" in message or "Key '" in message and "not" in message:
-        close = difflib.get_close_matches(key, _known_keys(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown config key {key!r}{hint}"
+        return f"unknown config key {key!r}{did_you_mean(key, _known_keys())}"
     return f"invalid value for {key!r}: {message}" if key else message
 
 
@@ -175,7 +174,7 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         file_config = OmegaConf.load(path)
     except yaml.YAMLError as error:
-        raise ConfigError(f"cannot parse {path}: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse {path}: {_yaml_error(error)}") from None
     if not isinstance(file_config, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     if "optimizer" in file_config:
@@ -190,6 +189,22 @@ def _read_yaml(path: Path) -> DictConfig:
                 del optimizer[key]
             optimizer["options"] = {**OmegaConf.to_container(OmegaConf.create(existing)), **options}
     return file_config
+
+
+def _yaml_error(error: Exception) -> str:
+    """A YAML syntax error in one line: where (1-based line and column, as editors count), what
+    went wrong and in which construct, e.g. ``line 2, column 1: expected ',' or ']', but got
+    '<stream end>' (while parsing a flow sequence that starts at line 1, column 10)``."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem is None or mark is None:
+        return str(error).splitlines()[0]
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        where = f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        text += f" ({context}{where})"
+    return text
 
 
 def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None) -> DictConfig:
@@ -216,10 +231,12 @@ def validate(config: DictConfig) -> None:
     for key, choices in _CHOICES.items():
         value = OmegaConf.select(config, key)
         if value not in choices:
-            raise ConfigError(f"invalid value for {key!r}: {value!r} (valid: {', '.join(choices)})")
+            raise ConfigError(f"invalid value for {key!r}: {value!r}{did_you_mean(value, choices)}; "
+                              f"valid: {', '.join(choices)}")
     if config.optimizer.name not in optimizer_names():
         raise ConfigError(
-            f"unknown optimizer {config.optimizer.name!r}; valid names: {', '.join(optimizer_names())}"
+            f"unknown optimizer {config.optimizer.name!r}{did_you_mean(config.optimizer.name, optimizer_names())}; "
+            f"valid names: {', '.join(optimizer_names())}"
         )
     layer_wise = config.optimizer.name.startswith(("novograd", "larc_", "lars"))
     if "fsdp" in config.trainer.strategy and layer_wise:

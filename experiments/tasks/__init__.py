@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from optimizers.did_you_mean import did_you_mean
 
 __all__ = ["TASKS", "build_task", "task_class"]
 
@@ -21,7 +22,7 @@ TASKS = {
 
 def _entry(name: str) -> tuple[type[TaskModule], object]:
     if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+        raise ValueError(f"Unknown task {name!r}{did_you_mean(name, TASKS)}; valid tasks: {', '.join(TASKS)}")
     path, cls, data = TASKS[name]
     module = importlib.import_module(path)
     return getattr(module, cls), getattr(module, data)
