@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.util
 import statistics
 import time
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from torch.optim import Optimizer
 from experiments.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
 
-__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "REFERENCE_ROW", "ADAM_STATE_ROW"]
+__all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "missing_peers", "PEERS", "REFERENCE_ROW",
+           "ADAM_STATE_ROW"]
 
 REFERENCE_ROW = "torch Adam (fused)"  # step-time ratios are to this row
 ADAM_STATE_ROW = "torch Adam (foreach)"  # state-byte ratios are to this row
@@ -62,10 +64,19 @@ class BenchRow:
         return statistics.median(self.ms)
 
 
+# The peer implementations: (module, the package's name on PyPI), installed by the ``bench`` extra.
+PEERS = (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer"))
+
+
+def missing_peers() -> list[str]:
+    """The peer packages that are not installed: their rows are left out of the benchmark."""
+    return [label for module_name, label in PEERS if importlib.util.find_spec(module_name) is None]
+
+
 def _peer_rows() -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
     """NovoGrad and LARS of torch-optimizer and pytorch-optimizer, where installed (``bench`` extra)."""
     rows = []
-    for module_name, label in (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer")):
+    for module_name, label in PEERS:
         try:
             module = importlib.import_module(module_name)
         except ImportError:

@@ -15,8 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from optimizers.did_you_mean import did_you_mean
-
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "run_id", "to_yaml", "effective_batch_size",
@@ -149,6 +147,8 @@ def _route_optimizer_options(dotlist: Sequence[str]) -> list[str]:
 
 
 def _one_line(error: OmegaConfBaseException) -> str:
+    from optimizers.did_you_mean import did_you_mean
+
     key = getattr(error, "full_key", None) or ""
     message = str(error).splitlines()[0].strip()
     if "not in struct" in message or "Key '" in message and "not" in message:
@@ -226,6 +226,7 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
 
 def validate(config: DictConfig) -> None:
     """Check values the schema's types cannot: choices, ranges, the optimizer and its options."""
+    from optimizers.did_you_mean import did_you_mean
     from optimizers.registry import build_optimizer, optimizer_names
 
     for key, choices in _CHOICES.items():
@@ -325,3 +326,42 @@ def run_id(config: DictConfig) -> str:
 
 def to_yaml(config: DictConfig) -> str:
     return OmegaConf.to_yaml(config, resolve=True)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from the comment that ends each field's line in ``cls``'s source: the
+    schema's comments are its documentation, so ``optbench train --help`` reads them from there."""
+    import inspect
+    import io
+    import tokenize
+
+    comments, first_name = {}, {}
+    for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if token.type == tokenize.NAME and token.start[0] not in first_name:
+            first_name[token.start[0]] = token.string
+        elif token.type == tokenize.COMMENT and token.start[0] in first_name:
+            comments[first_name[token.start[0]]] = token.string.lstrip("# ")
+    return comments
+
+
+def config_reference() -> str:
+    """Every config key with its default and its comment from the schema, a blank line between
+    groups: the text ``optbench train --help`` ends with and the README's key list."""
+    defaults = OmegaConf.structured(RunConfig)
+    lines, rows = [], []
+    for key in _known_keys():
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(defaults, parent) if parent else defaults
+        value = OmegaConf.to_container(node)[name]
+        rows.append((parent, f"{key}={_yaml_scalar(value)}", _field_comments(OmegaConf.get_type(node)).get(name, "")))
+    width = max(len(setting) for _, setting, _ in rows)
+    for i, (group, setting, comment) in enumerate(rows):
+        if i and group != rows[i - 1][0]:
+            lines.append("")
+        lines.append(f"{setting:<{width}}  {comment}".rstrip())
+    return "\n".join(lines)
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A default as it is written in an override: null, true, 1e-3, [], {}."""
+    return json.dumps(value) if value is None or isinstance(value, (bool, list, dict)) else str(value)
