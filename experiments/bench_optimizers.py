@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 
 from experiments.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
+from optimizers.did_you_mean import did_you_mean
 
 __all__ = ["BenchRow", "resnet50_shapes", "bench_rows", "run_benchmark", "missing_peers", "PEERS", "REFERENCE_ROW",
            "ADAM_STATE_ROW"]

@@ -58,16 +58,14 @@ def _number(value: Optional[float]) -> str:
 
 def result_line(summary: dict[str, Any], where: str) -> str:
     """The one line ``optbench train`` ends with, e.g. ``completed: runs/default/0a1b2c3d4e5f
-    val/acc best=0.9612  steps_to_target=600 (target 0.93)  300 steps in 37.2s``."""
+    val/acc best=0.9612  steps_to_target=600 (target 0.93)  300 steps in 37.2s`` (a diverged
+    run's step count is where it stopped). Printed as plain text: never wrapped."""
     from experiments.progress import format_duration
 
     metric = summary["metric"]
     reached = summary["steps_to_target"]
     target = f"steps_to_target={reached if reached is not None else 'not reached'} (target {_number(summary['target'])})"
-    status = summary["status"]
-    if status == "diverged":
-        status = f"diverged at step {summary['diverged_at_step']}"
-    return (f"{status}: {where}  {metric} best={_number(summary['best'][metric])}  {target}  "
+    return (f"{summary['status']}: {where}  {metric} best={_number(summary['best'][metric])}  {target}  "
             f"{summary['global_step']} steps in {format_duration(summary['wall_time_s'])}")
 
 

@@ -63,7 +63,8 @@ def track(items: Sequence[T], description: str, every_s: float = 5.0) -> Iterato
 
 class Progress(pl.Callback):
     """Reports a run's progress on global rank 0: a rich bar when stderr is a terminal (``bar``
-    None: ask rich), else a plain line every ``every_s`` seconds and one at the end:
+    None: ask rich; its text is refreshed every second at most), else a plain line every
+    ``every_s`` seconds and one at the end:
 
     ``step 120/300  loss 1.234  val/acc 0.853 (step 100)  3120 samples/s  ETA 35.0s``
 
@@ -102,7 +103,8 @@ class Progress(pl.Callback):
         if not trainer.is_global_zero:
             return
         now = time.monotonic()
-        due = now - self._last_report >= self.every_s
+        # The bar redraws in place: its text may change every second without flooding anything.
+        due = now - self._last_report >= (min(self.every_s, 1.0) if self._rich is not None else self.every_s)
         if self._rich is not None:
             self._rich.update(self._task, completed=trainer.global_step)
             if due:
