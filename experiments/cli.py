@@ -64,7 +64,8 @@ def result_line(summary: dict[str, Any], where: str) -> str:
 
     metric = summary["metric"]
     reached = summary["steps_to_target"]
-    target = f"steps_to_target={reached if reached is not None else 'not reached'} (target {_number(summary['target'])})"
+    reached_text = reached if reached is not None else "not reached"
+    target = f"steps_to_target={reached_text} (target {_number(summary['target'])})"
     return (f"{summary['status']}: {where}  {metric} best={_number(summary['best'][metric])}  {target}  "
             f"{summary['global_step']} steps in {format_duration(summary['wall_time_s'])}")
 
@@ -116,7 +117,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from experiments.store import is_rank_zero
     from experiments.train import run_dir, train
 
-    progress.report_to(sys.stderr)
+    if is_rank_zero():  # DDP children build the same data: one report is enough
+        progress.report_to(sys.stderr)
     where = run_dir(config)
     try:
         summary = train(config, force=args.force, progress_every_s=args.progress_every)

@@ -202,7 +202,8 @@ def _yaml_error(error: Exception) -> str:
     text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
     if context:
-        where = f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        where = (f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                 if context_mark else "")
         text += f" ({context}{where})"
     return text
 

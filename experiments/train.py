@@ -103,12 +103,14 @@ def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
     if trainer.precision != config.trainer.precision:
         raise ConfigError(
             f"trainer.precision={config.trainer.precision} runs as {trainer.precision} on "
-            f"{trainer.strategy.root_device.type}: set trainer.precision={trainer.precision}, so the run records what it computes"
+            f"{trainer.strategy.root_device.type}: set trainer.precision={trainer.precision}, "
+            "so the run records what it computes"
         )
 
 
 def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bool,
            progress_every_s: Optional[float]) -> dict[str, Any]:
+    """Build the task and the trainer, fit, record the summary (``train`` sets up around it)."""
     rank_zero = is_rank_zero()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     batch = effective_batch_size(config)
@@ -161,7 +163,8 @@ def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bo
     resume = store.last_checkpoint
     if rank_zero:
         store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
-        log.info(f"run directory: {store.root}" + (f" (resuming from {resume.relative_to(store.root)})" if resume else ""))
+        resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
+        log.info(f"run directory: {store.root}{resuming}")
     status, error = "completed", None
     try:
         trainer.fit(module, data, ckpt_path=str(resume) if resume else None)

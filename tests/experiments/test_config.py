@@ -177,8 +177,8 @@ def test_bad_override_is_one_line_config_error(overrides, pattern):
 DID_YOU_MEAN = [
     pytest.param(["optimizer.name=novgrad"], "'novgrad' (did you mean 'novograd'?)", id="optimizer"),
     pytest.param(["optimizer.name=larc_adamw_"], "(did you mean 'larc_adamw'?)", id="larc-optimizer"),
-    pytest.param(["optimizer.name=novograd", "optimizer.betaz=[0.9,0.99]"], "'betaz' for optimizer 'novograd' (did you mean 'betas'?)",
-                 id="optimizer-option"),
+    pytest.param(["optimizer.name=novograd", "optimizer.betaz=[0.9,0.99]"],
+                 "'betaz' for optimizer 'novograd' (did you mean 'betas'?)", id="optimizer-option"),
     pytest.param(["task=visoin"], "'visoin' (did you mean 'vision'?)", id="task"),
     pytest.param(["data.source=cifar"], "'cifar' (did you mean 'cifar10'?)", id="data-source"),
     pytest.param(["trainer.max_step=3"], "'trainer.max_step' (did you mean 'trainer.max_steps'?)", id="config-key"),
@@ -217,7 +217,8 @@ FILE_ERRORS = [
         r"\(while parsing a flow sequence that starts at line 1, column 10\)$",
         id="malformed-yaml",
     ),
-    pytest.param("seed: 1\n  study: x\n", r"run\.yaml: line 2, column 8: mapping values are not allowed", id="bad-indent"),
+    pytest.param("seed: 1\n  study: x\n", r"run\.yaml: line 2, column 8: mapping values are not allowed",
+                 id="bad-indent"),
     pytest.param('study: "open\n', r"run\.yaml: line 2, column 1: .*end of stream \(while scanning a quoted scalar "
                  r"that starts at line 1, column 8\)", id="unclosed-quote"),
     pytest.param(
