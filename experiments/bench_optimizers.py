@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.util
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from torch.optim import Optimizer
 
 from experiments.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
+from optimizers.did_you_mean import did_you_mean
 
 __all__ = [
-    "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "run_benchmark", "REFERENCE_ROW",
-    "ADAM_STATE_ROW", "FLOOR_BYTES_PER_VALUE",
+    "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "run_benchmark", "missing_peers", "PEERS",
+    "REFERENCE_ROW", "ADAM_STATE_ROW", "FLOOR_BYTES_PER_VALUE",
 ]
 
 REFERENCE_ROW = "torch Adam (fused)"  # step-time ratios are to this row
@@ -69,11 +71,20 @@ class BenchRow:
         return statistics.median(self.ms)
 
 
+# The peer implementations: (module, the package's name on PyPI), installed by the ``bench`` extra.
+PEERS = (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer"))
+
+
+def missing_peers() -> list[str]:
+    """The peer packages that are not installed: their rows are left out of the benchmark."""
+    return [label for module_name, label in PEERS if importlib.util.find_spec(module_name) is None]
+
+
 def _peer_rows(device: str) -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
     """NovoGrad and LARS of torch-optimizer and pytorch-optimizer (``bench`` extra), timm's
     NvNovoGrad, and on CUDA apex's FusedNovoGrad and FusedLAMB: those that import here."""
     rows = []
-    for module_name, label in (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-optimizer")):
+    for module_name, label in PEERS:
         module = _optional_module(module_name)
         if module is not None:
             rows.append((f"{label} NovoGrad", lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
@@ -201,7 +212,9 @@ def run_benchmark(
     if only:
         unknown = sorted(set(only) - {r.name for r in rows})
         if unknown:
-            raise ValueError(f"Unknown benchmark row {unknown[0]!r}; valid rows: {', '.join(r.name for r in rows)}")
+            names = [r.name for r in rows]
+            raise ValueError(f"Unknown benchmark row {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+                             f"valid rows: {', '.join(names)}")
         rows = [r for r in rows if r.name in only or r.name in (REFERENCE_ROW, ADAM_STATE_ROW)]
     for round_index in range(rounds):
         for row in rows:

@@ -1,16 +1,84 @@
-"""The ``optbench`` command line: thin parsing over functions that tests call directly."""
+"""The ``optbench`` command line: thin parsing over functions that tests call directly.
+
+Exit status (study executors and job scripts rely on it): 0 a completed or diverged run (or one
+already finished, skipped); 1 a failed run; 2 bad input; 75 a run another live process is
+training (try again later); 130 / 143 a run interrupted by SIGINT / SIGTERM (the same command
+resumes it). Errors are one line on stderr; the result is one line on
+stdout; progress goes to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Optional, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn, Optional, Sequence
 
 from rich.console import Console
 
-__all__ = ["main", "EXIT_LOCKED"]
+__all__ = ["main", "result_line", "EXIT_LOCKED"]
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another live process trains this run; try again later
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments reported as every other bad input is: one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"optbench: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return value
+
+
+def _launch_rank_zero() -> bool:
+    """Whether this process reports (progress, interruptions), decided before Lightning knows its
+    rank: not a process that Lightning's DDP launcher, torchrun or srun started as another rank.
+    Only what is printed depends on this; the trainer's global rank decides what is written."""
+    return all(int(os.environ.get(name, 0)) == 0 for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
+def _version() -> str:
+    try:
+        return version("optbench")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _number(value: Optional[float]) -> str:
+    return "none" if value is None else f"{value:.4g}"
+
+
+def result_line(summary: dict[str, Any], where: str) -> str:
+    """The one line ``optbench train`` ends with, e.g. ``completed: runs/default/0a1b2c3d4e5f
+    val/acc best=0.9612  steps_to_target=600 (target 0.93)  300 steps in 37.2s`` (a diverged
+    run's step count is where it stopped). Printed as plain text: never wrapped."""
+    from experiments.progress import format_duration
+
+    metric = summary["metric"]
+    reached = summary["steps_to_target"]
+    reached_text = reached if reached is not None else "not reached"
+    target = f"steps_to_target={reached_text} (target {_number(summary['target'])})"
+    return (f"{summary['status']}: {where}  {metric} best={_number(summary['best'][metric])}  {target}  "
+            f"{summary['global_step']} steps in {format_duration(summary['wall_time_s'])}")
 
 
 def _cmd_optimizers(args: argparse.Namespace, console: Console) -> int:
@@ -21,7 +89,7 @@ def _cmd_optimizers(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from experiments.bench_optimizers import run_benchmark
+    from experiments.bench_optimizers import missing_peers, run_benchmark
     from experiments.tables import bench_markdown, bench_table
 
     with console.status("benchmarking") as status:
@@ -31,6 +99,9 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
             progress=lambda text: status.update(text), device=args.device,
         )
     console.print(bench_table(rows, title=_bench_title(args)))
+    missing = missing_peers()
+    if missing and not args.no_peers:
+        print(f"peer rows left out: {', '.join(missing)} not installed (pip install 'optbench[bench]')")
     if args.markdown:
         print(bench_markdown(rows))
     return 0
@@ -42,28 +113,43 @@ def _bench_title(args: argparse.Namespace) -> str:
     return f"optimizer step on {size}; median of {args.rounds}x{args.steps} steps, {where}"
 
 
+def _cmd_config(args: argparse.Namespace, console: Console) -> int:
+    from experiments.config import load_config, to_yaml
+
+    print(to_yaml(load_config(args.overrides, path=args.config)), end="")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from experiments.config import load_config
 
     config = load_config(args.overrides, path=args.config)  # bad input fails before Lightning loads
+    from experiments import progress
+    from experiments.interrupt import Interrupted
     from experiments.store import RunLockedError
     from experiments.train import run_dir, train
 
+    reporter = _launch_rank_zero()
+    if reporter:  # DDP children build the same data: one report is enough
+        progress.report_to(sys.stderr)
+    where = run_dir(config)
     try:
-        summary = train(config, force=args.force, progress_bar=console.is_terminal)
+        summary = train(config, force=args.force, progress_every_s=args.progress_every)
     except RunLockedError as error:
         print(f"optbench: {error}", file=sys.stderr)
         return EXIT_LOCKED
-    where = run_dir(config)
+    except Interrupted as interrupted:
+        if reporter:
+            resumes = "resumes it" if (where / "config.yaml").is_file() else "starts it again"
+            print(f"optbench: run {interrupted} ({where}); the same command {resumes}", file=sys.stderr)
+        return interrupted.exit_code
     if summary is None:
         return 0  # another process of a multi-process run: the global rank 0 reports
     if summary.get("skipped"):
-        console.print(f"already {summary['status']}: {where} (use --force to run it again)")
+        print(f"already {summary['status']}: {where} (use --force to run it again)")
         return 0
     if summary["status"] in ("completed", "diverged"):
-        best = summary["best"][summary["metric"]]
-        console.print(f"{summary['status']}: {where}  {summary['metric']} best={best}  "
-                      f"steps_to_target={summary['steps_to_target']}")
+        print(result_line(summary, str(where)))
         return 0
     print(f"optbench: run {summary['status']}: {summary['error'] or 'stopped early'} ({where})", file=sys.stderr)
     return 1
@@ -97,8 +183,16 @@ def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (keys below)")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (overrides apply on top)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optbench", description="Benchmark first-order optimizers.")
+    from experiments.config import config_reference
+
+    parser = _Parser(prog="optbench", description="Benchmark first-order optimizers.")
+    parser.add_argument("--version", action="version", version=f"optbench {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("optimizers", help="list registered optimizers and their defaults").set_defaults(
@@ -114,15 +208,24 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--rounds", type=_positive_int, default=3, help="round-robin rounds (default 3)")
     opt.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
     opt.add_argument("--only", nargs="+", metavar="ROW", help="only these rows (plus torch Adam)")
-    opt.add_argument("--no-peers", action="store_true", help="skip torch-optimizer / pytorch-optimizer")
+    opt.add_argument("--no-peers", action="store_true",
+                     help="skip torch-optimizer / pytorch-optimizer (left out anyway without the bench extra)")
     opt.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     opt.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to step (default cpu)")
     opt.set_defaults(func=_cmd_bench)
 
-    train = commands.add_parser("train", help="train one run: optbench train KEY=VALUE ...")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    train.add_argument("--config", help="YAML config file (overrides apply on top)")
+    keys = f"config keys and their defaults:\n\n{config_reference()}"
+    train = commands.add_parser(
+        "train", help="train one run: optbench train KEY=VALUE ...", epilog=keys,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one run into <out_dir>/<study>/<run_id>/. Exit status: 0 completed, diverged or "
+                    "already finished; 1 failed; 2 bad input; 75 trained by another live process; "
+                    "130/143 interrupted by SIGINT/SIGTERM (the same command resumes it).",
+    )
+    _add_config_arguments(train)
     train.add_argument("--force", action="store_true", help="run again even if already finished")
+    train.add_argument("--progress-every", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="progress line interval when stderr is not a terminal (default 5)")
     train.set_defaults(func=_cmd_train)
 
     analyze = commands.add_parser("analyze", help="tables, figures and an HTML report from runs")
@@ -133,17 +236,17 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
     analyze.set_defaults(func=_cmd_analyze)
 
+    config = commands.add_parser(
+        "config", help="print the resolved config of KEY=VALUE ... without training", epilog=keys,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_arguments(config)
+    config.set_defaults(func=_cmd_config)
+
     demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
     demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")
     demo.set_defaults(func=_cmd_demo)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -155,6 +258,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"optbench: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles it itself)
+        print("optbench: interrupted by SIGINT", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

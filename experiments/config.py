@@ -6,7 +6,6 @@ these defaults. A misspelt key or a wrong type is a one-line ``ConfigError`` nam
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -152,12 +151,12 @@ def _route_optimizer_options(dotlist: Sequence[str]) -> list[str]:
 
 
 def _one_line(error: OmegaConfBaseException) -> str:
+    from optimizers.did_you_mean import did_you_mean
+
     key = getattr(error, "full_key", None) or ""
     message = str(error).splitlines()[0].strip()
     if "not in struct" in message or "Key '" in message and "not" in message:
-        close = difflib.get_close_matches(key, _known_keys(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown config key {key!r}{hint}"
+        return f"unknown config key {key!r}{did_you_mean(key, _known_keys())}"
     return f"invalid value for {key!r}: {message}" if key else message
 
 
@@ -179,7 +178,7 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         file_config = OmegaConf.load(path)
     except yaml.YAMLError as error:
-        raise ConfigError(f"cannot parse {path}: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse {path}: {_yaml_error(error)}") from None
     if not isinstance(file_config, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     if "optimizer" in file_config:
@@ -194,6 +193,23 @@ def _read_yaml(path: Path) -> DictConfig:
                 del optimizer[key]
             optimizer["options"] = {**OmegaConf.to_container(OmegaConf.create(existing)), **options}
     return file_config
+
+
+def _yaml_error(error: Exception) -> str:
+    """A YAML syntax error in one line: where (1-based line and column, as editors count), what
+    went wrong and in which construct, e.g. ``line 2, column 1: expected ',' or ']', but got
+    '<stream end>' (while parsing a flow sequence that starts at line 1, column 10)``."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem is None or mark is None:
+        return str(error).splitlines()[0]
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        where = (f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                 if context_mark else "")
+        text += f" ({context}{where})"
+    return text
 
 
 def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None) -> DictConfig:
@@ -229,15 +245,18 @@ def validate(config: DictConfig) -> None:
     Nothing here looks at this machine (devices, data paths): a study is planned on one machine
     and trained on others. ``check_environment`` does that, when a run starts.
     """
+    from optimizers.did_you_mean import did_you_mean
     from optimizers.registry import build_optimizer, optimizer_names
 
     for key, choices in _CHOICES.items():
         value = OmegaConf.select(config, key)
         if value not in choices:
-            raise ConfigError(f"invalid value for {key!r}: {value!r} (valid: {', '.join(choices)})")
+            raise ConfigError(f"invalid value for {key!r}: {value!r}{did_you_mean(value, choices)}; "
+                              f"valid: {', '.join(choices)}")
     if config.optimizer.name not in optimizer_names():
         raise ConfigError(
-            f"unknown optimizer {config.optimizer.name!r}; valid names: {', '.join(optimizer_names())}"
+            f"unknown optimizer {config.optimizer.name!r}{did_you_mean(config.optimizer.name, optimizer_names())}; "
+            f"valid names: {', '.join(optimizer_names())}"
         )
     layer_wise = config.optimizer.name.startswith(("novograd", "larc_", "lars"))
     if "fsdp" in config.trainer.strategy and layer_wise:
@@ -367,3 +386,42 @@ def run_id(config: DictConfig) -> str:
 
 def to_yaml(config: DictConfig) -> str:
     return OmegaConf.to_yaml(config, resolve=True)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from the comment that ends each field's line in ``cls``'s source: the
+    schema's comments are its documentation, so ``optbench train --help`` reads them from there."""
+    import inspect
+    import io
+    import tokenize
+
+    comments, first_name = {}, {}
+    for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if token.type == tokenize.NAME and token.start[0] not in first_name:
+            first_name[token.start[0]] = token.string
+        elif token.type == tokenize.COMMENT and token.start[0] in first_name:
+            comments[first_name[token.start[0]]] = token.string.lstrip("# ")
+    return comments
+
+
+def config_reference() -> str:
+    """Every config key with its default and its comment from the schema, a blank line between
+    groups: the text ``optbench train --help`` ends with and the README's key list."""
+    defaults = OmegaConf.structured(RunConfig)
+    lines, rows = [], []
+    for key in _known_keys():
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(defaults, parent) if parent else defaults
+        value = OmegaConf.to_container(node)[name]
+        rows.append((parent, f"{key}={_yaml_scalar(value)}", _field_comments(OmegaConf.get_type(node)).get(name, "")))
+    width = max(len(setting) for _, setting, _ in rows)
+    for i, (group, setting, comment) in enumerate(rows):
+        if i and group != rows[i - 1][0]:
+            lines.append("")
+        lines.append(f"{setting:<{width}}  {comment}".rstrip())
+    return "\n".join(lines)
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A default as it is written in an override: null, true, 1e-3, [], {}."""
+    return json.dumps(value) if value is None or isinstance(value, (bool, list, dict)) else str(value)

@@ -142,7 +142,13 @@ class Instrumentation(pl.Callback):
             self.state_bytes = optimizer_state_bytes(trainer.optimizers[0])
         if stepped and self._weights_before is not None:
             self._finish_layer_stats(trainer, pl_module)
-        logging_step = stepped and (step % self.log_every == 0 or step >= trainer.max_steps)
+        last_step = stepped and step >= trainer.max_steps
+        if last_step:
+            # Stopping at the last step makes Lightning validate there (as for early stopping)
+            # and the checkpoint callback save after it: the final metric is always measured, in
+            # the training epoch, and last.ckpt is the final state.
+            trainer.should_stop = True
+        logging_step = stepped and (step % self.log_every == 0 or last_step)
         if self.first_loss is not None and not logging_step:
             return  # reading the loss waits for the device: only the first and logged steps do
         local = outputs["loss"] if isinstance(outputs, dict) else outputs

@@ -27,7 +27,9 @@ from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, run_id, to_yaml,
 )
 from experiments.instrument import Instrumentation, peak_memory_bytes
+from experiments.interrupt import Interrupted, StopOnSignal
 from experiments.noise_scale import GradientNoiseScale
+from experiments.progress import Progress, log
 from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
 from experiments.tasks import build_task
@@ -71,18 +73,52 @@ def _optimizer_factory(config: DictConfig, lr: float):
     return factory
 
 
-def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False) -> Optional[dict[str, Any]]:
+# Warnings that say nothing to an optbench user, each silenced by its own text, never by category:
+_KNOWN_NOISE = (
+    ".*does not have many workers.*",  # the built-in data is generated in the main process
+    ".*IterableDataset.*__len__.*",  # the training stream is endless by design
+    ".*LeafSpec.*is deprecated.*",  # torch deprecates a class Lightning's own code still uses
+    ".*Checkpoint directory .* exists and is not empty.*",  # a resumed run: its own last.ckpt is there
+    ".*The `srun` command is available on your system but is not used.*",  # SLURM's client on a login node
+    ".*AMP with fp16 is not supported on CPU.*",  # refused below, in one line (_check_precision)
+)
+
+
+def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional[float] = None) -> Optional[dict[str, Any]]:
     """Train one run; return its summary (``skipped=True`` when it had already finished), or None
     in the other processes of a multi-process run (the global rank 0 writes and reports).
 
     The process that writes holds the run's lock while it trains: a second process asked for the
-    same run raises ``RunLockedError`` instead of training into the same directory.
+    same run raises ``RunLockedError`` instead of training into the same directory. SIGINT and
+    SIGTERM stop the run at the next batch boundary: its summary says ``interrupted by SIGTERM``
+    (say), and ``Interrupted`` is raised; the same call resumes it. ``progress_every_s`` reports
+    progress (``experiments.progress``) that often; None: silent.
     """
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banners: the store records
     store = RunStore(run_dir(config))
     if store.is_finished() and not force:
         return {**store.summary(), "skipped": True}
     check_environment(config)
+    with StopOnSignal() as stop, warnings.catch_warnings():
+        for message in _KNOWN_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        return _train(config, store, stop, force=force, progress_every_s=progress_every_s)
+
+
+def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
+    """Refuse a precision Lightning would replace (16-mixed runs as bf16-mixed on a CPU; "32" is
+    32-true): config.yaml, and so the run_id, must say what the run computes."""
+    if trainer.precision != config.trainer.precision:
+        raise ConfigError(
+            f"trainer.precision={config.trainer.precision} runs as {trainer.precision} on "
+            f"{trainer.strategy.root_device.type}: set trainer.precision={trainer.precision}, "
+            "so the run records what it computes"
+        )
+
+
+def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bool,
+           progress_every_s: Optional[float]) -> Optional[dict[str, Any]]:
+    """Build the task and the trainer, then claim the run and fit it (``train`` sets up around it)."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     batch = effective_batch_size(config)
     lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
@@ -113,6 +149,7 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=False, enable_version_counter=False)
+    progress = [] if progress_every_s is None else [Progress(effective_batch_size=batch, every_s=progress_every_s)]
     try:  # Lightning checks precision, accelerator, strategy... here: before anything is written
         trainer = pl.Trainer(
             default_root_dir=str(store.root),  # where Lightning looks for SLURM requeue checkpoints
@@ -129,20 +166,20 @@ def train(config: DictConfig, *, force: bool = False, progress_bar: bool = False
             num_sanity_val_steps=0,
             use_distributed_sampler=False,  # the data module shards training and validation itself
             logger=False,  # Instrumentation logs to the store and wandb, at the same steps
-            callbacks=[*callbacks, checkpoint],
-            enable_progress_bar=progress_bar,
+            callbacks=[*callbacks, checkpoint, stop, *progress],
+            enable_progress_bar=False,  # experiments.progress reports instead
             enable_model_summary=False,
             deterministic=False,
         )
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
-
+    _check_precision(config, trainer)
     if trainer.is_global_zero:
         finished = _claim(store, force)
         if finished is not None:
             return {**finished, "skipped": True}
     try:
-        return _fit_and_finish(config, store, module, data, trainer, instrumentation, lr, batch)
+        return _fit_and_finish(config, store, module, data, trainer, instrumentation, stop, lr, batch)
     finally:
         if trainer.is_global_zero:
             store.lock.release()
@@ -166,31 +203,31 @@ def _claim(store: RunStore, force: bool) -> Optional[dict[str, Any]]:
 
 
 def _fit_and_finish(config: DictConfig, store: RunStore, module, data, trainer: pl.Trainer,
-                    instrumentation: Instrumentation, lr: float, batch: int) -> Optional[dict[str, Any]]:
+                    instrumentation: Instrumentation, stop: StopOnSignal, lr: float,
+                    batch: int) -> Optional[dict[str, Any]]:
     resume = store.resume_checkpoint()
     if trainer.is_global_zero:
         store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
+        resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
+        log.info(f"run directory: {store.root}{resuming}")
     status, error = "completed", None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-        try:
-            trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
-        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
-            if trainer.is_global_zero:
-                store.finish(_summary(config, store, module, trainer, instrumentation, "interrupted",
-                                      "stopped by the user", lr, batch))
-            raise
-        except Exception as exc:  # recorded in the store; the caller decides whether to go on
-            status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
+    except (Interrupted, SystemExit) as exc:  # SIGTERM reaches here as Lightning's SIGTERMException
+        interrupted = exc if isinstance(exc, Interrupted) else Interrupted(stop.received) if stop.received else None
+        if trainer.is_global_zero:
+            store.finish(_summary(config, store, module, trainer, instrumentation, "interrupted",
+                                  str(interrupted or f"stopped by {type(exc).__name__}"), lr, batch))
+        if interrupted is not None:
+            raise interrupted from None
+        raise
+    except Exception as exc:  # recorded in the store; the caller decides whether to go on
+        status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
     if instrumentation.diverged_at is not None:
         status = "diverged"
     elif (status == "completed" and trainer.global_step < config.trainer.max_steps
           and instrumentation.reached_target_at is None):
         status = "interrupted"
-    if status == "completed" and trainer.global_step % config.trainer.val_every_n_steps:
-        trainer.validate(module, data, verbose=False)  # the final metric is always measured
     if not trainer.is_global_zero:
         return None
     summary = store.finish(_summary(config, store, module, trainer, instrumentation, status, error, lr, batch))

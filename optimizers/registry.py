@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 
 from .larc import LARC
 from .lars import LARS
+from .did_you_mean import did_you_mean
 from .novograd import NovoGrad
 from .param_groups import param_groups
 
@@ -87,7 +88,8 @@ def _lookup(name: str) -> tuple[OptimInfo, bool]:
     larc = name.startswith(LARC_PREFIX)
     entry = REGISTRY.get(name[len(LARC_PREFIX):] if larc else name)
     if entry is None:
-        raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(optimizer_names())}")
+        names = optimizer_names()
+        raise ValueError(f"Unknown optimizer {name!r}{did_you_mean(name, names)}; valid names: {', '.join(names)}")
     return entry, larc
 
 
@@ -168,7 +170,8 @@ def build_optimizer(
         if larc:
             valid += [k for k in _LARC_OPTIONS if k not in accepted] + [LARC_PREFIX + k for k in _LARC_OPTIONS]
         raise ValueError(
-            f"Unknown option {unknown[0]!r} for optimizer {name!r}; valid options: {', '.join(valid)}"
+            f"Unknown option {unknown[0]!r} for optimizer {name!r}{did_you_mean(unknown[0], valid)}; "
+            f"valid options: {', '.join(valid)}"
         )
     merged = {**entry.defaults, **options, **entry.fixed}
     if lr is not None:

@@ -123,14 +123,16 @@ def _transcripts(kind: str, count: int, rng: random.Random) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(count)]
 
 
-def _synthesise(kind: str, count: int, seed: int) -> Utterances:
+def _synthesise(kind: str, count: int, seed: int, split: str) -> Utterances:
     from experiments.data.espeak import speaker
+    from experiments.progress import track
 
     rng = random.Random(seed)
     voice_pool = VOICES[:1] if kind == "digits" else VOICES
     spk = speaker()
     utterances = []
-    for text in _transcripts(kind, count, rng):
+    # The first run on a machine spends most of a minute here: say so (cached afterwards).
+    for text in track(_transcripts(kind, count, rng), f"synthesising the {kind} corpus ({split}, cached afterwards)"):
         samples = spk.say(text, voice=rng.choice(voice_pool), rate=rng.randint(140, 210), pitch=rng.randint(25, 75))
         wave = resample(torch.from_numpy(samples.astype(np.float32) / 32768.0), spk.sample_rate, SAMPLE_RATE)
         if kind != "digits":
@@ -149,7 +151,7 @@ def builtin_corpus(tiny: bool) -> tuple[Utterances, Utterances]:
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         return list(zip(cached["train_x"], cached["train_y"])), list(zip(cached["val_x"], cached["val_y"]))
-    train, val = _synthesise(kind, n_train, seed=1), _synthesise(kind, n_val, seed=2)
+    train, val = _synthesise(kind, n_train, seed=1, split="train"), _synthesise(kind, n_val, seed=2, split="validation")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"train_x": [x for x, _ in train], "train_y": [y for _, y in train],

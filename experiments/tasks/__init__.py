@@ -24,7 +24,9 @@ TASKS = {
 
 def _entry(name: str) -> tuple[type[TaskModule], object]:
     if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+        from optimizers.did_you_mean import did_you_mean  # optimizers loads torch: only when needed
+
+        raise ValueError(f"Unknown task {name!r}{did_you_mean(name, TASKS)}; valid tasks: {', '.join(TASKS)}")
     path, cls, data = TASKS[name]
     module = importlib.import_module(path)
     return getattr(module, cls), getattr(module, data)

@@ -177,6 +177,32 @@ def test_bad_override_is_one_line_config_error(overrides, pattern):
     assert re.search(pattern, message), message
 
 
+# (overrides, the one-line message's "did you mean" hint, or None where no name is close)
+DID_YOU_MEAN = [
+    pytest.param(["optimizer.name=novgrad"], "'novgrad' (did you mean 'novograd'?)", id="optimizer"),
+    pytest.param(["optimizer.name=larc_adamw_"], "(did you mean 'larc_adamw'?)", id="larc-optimizer"),
+    pytest.param(["optimizer.name=novograd", "optimizer.betaz=[0.9,0.99]"],
+                 "'betaz' for optimizer 'novograd' (did you mean 'betas'?)", id="optimizer-option"),
+    pytest.param(["task=visoin"], "'visoin' (did you mean 'vision'?)", id="task"),
+    pytest.param(["data.source=cifar"], "'cifar' (did you mean 'cifar10'?)", id="data-source"),
+    pytest.param(["trainer.max_step=3"], "'trainer.max_step' (did you mean 'trainer.max_steps'?)", id="config-key"),
+    pytest.param(["optimizer.name=zzz"], None, id="nothing-close"),
+]
+
+
+@pytest.mark.parametrize("overrides, hint", DID_YOU_MEAN)
+def test_unknown_names_suggest_the_closest_valid_one(overrides, hint):
+    """Every unknown-name error (optimizer, its options, task, choice, config key) suggests the
+    closest valid name, and suggests none when nothing is close."""
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides)
+    message = str(info.value)
+    if hint is None:
+        assert "did you mean" not in message, message
+    else:
+        assert hint in message, message
+
+
 def test_unknown_optimizer_lists_every_name():
     """The unknown-optimizer message lists every registry name."""
     with pytest.raises(ConfigError) as info:
@@ -189,10 +215,16 @@ FILE_ERRORS = [
     pytest.param(None, r"config file not found: .*missing\.yaml", id="missing-file"),
     pytest.param("trainer:\n  max_step: 3\n", r"'trainer\.max_step'.*'trainer\.max_steps'", id="misspelt-key-in-file"),
     pytest.param("trainer:\n  max_steps: many\n", r"'trainer\.max_steps'", id="wrong-type-in-file"),
+    # Where (1-based line and column), what, and in which construct: as an editor would show it.
     pytest.param(
-        "trainer: [1\n", r"run\.yaml",
+        "trainer: [1\n", r"cannot parse .*run\.yaml: line 2, column 1: did not find expected ',' or '\]' "
+        r"\(while parsing a flow sequence that starts at line 1, column 10\)$",
         id="malformed-yaml",
     ),
+    pytest.param("seed: 1\n  study: x\n", r"run\.yaml: line 2, column 8: mapping values are not allowed",
+                 id="bad-indent"),
+    pytest.param('study: "open\n', r"run\.yaml: line 2, column 1: .*end of stream \(while scanning a quoted scalar "
+                 r"that starts at line 1, column 8\)", id="unclosed-quote"),
     pytest.param(
         "optimizer: null\n", r"optimizer",
         id="null-optimizer",

@@ -1,6 +1,7 @@
-"""A run killed with SIGKILL keeps what it logged and, run again, ends as an uninterrupted run.
+"""A run killed with SIGKILL, or stopped by SIGINT or SIGTERM, keeps what it logged and, run
+again, ends as an uninterrupted run.
 
-Real subprocesses of ``optbench train``; the kill is ``kill -9`` of that process only.
+Real subprocesses of ``optbench train``; the signals go to that process only.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def checkpoint_step(root: Path) -> int | None:
     return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
 
 
-def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool],
-              ready: Callable[[Path, list[dict]], bool]) -> tuple[Path, list[dict]]:
+def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool], ready: Callable[[Path, list[dict]], bool],
+              signum: signal.Signals = signal.SIGKILL) -> tuple[Path, list[dict], subprocess.Popen]:
     """Start the run and poll its metrics; whenever ``trigger(rows)`` holds, freeze the process
-    (SIGSTOP), and if ``ready(root, rows)`` holds on the frozen store, SIGKILL it, else let it go
-    on (SIGCONT). Freezing first makes a narrow kill window (one validation) reliably hit.
-    Returns the run directory and the rows seen just before the kill."""
-    process = subprocess.Popen(train_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    (SIGSTOP), and if ``ready(root, rows)`` holds on the frozen store, send it ``signum`` (and
+    SIGCONT, so that it handles a catchable one) and wait for its end, else let it go on
+    (SIGCONT). Freezing first makes a narrow kill window (one validation) reliably hit.
+    Returns the run directory, the rows seen just before the signal and the ended process
+    (its stderr readable)."""
+    process = subprocess.Popen(train_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                cwd=REPO, env=subprocess_env())
     try:
         deadline = time.monotonic() + DEADLINE_S
@@ -74,9 +77,10 @@ def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool],
                 os.kill(process.pid, signal.SIGSTOP)
                 rows = read_jsonl(runs[0] / "metrics.jsonl")
                 if ready(runs[0], rows):
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait(timeout=30)
-                    return runs[0], rows
+                    os.kill(process.pid, signum)
+                    os.kill(process.pid, signal.SIGCONT)
+                    process.wait(timeout=60)
+                    return runs[0], rows, process
                 os.kill(process.pid, signal.SIGCONT)
             time.sleep(0.005)
         raise RuntimeError("the run never reached the kill point")
@@ -96,24 +100,53 @@ def train_rows(root: Path) -> list[dict]:
     return [r for r in read_jsonl(root / "metrics.jsonl") if "train/loss" in r]
 
 
+def val_rows(run: Path) -> list[tuple]:
+    return [(r["step"], r["val/acc"], r["val/acc_best"]) for r in read_jsonl(run / "metrics.jsonl") if "val/acc" in r]
+
+
+def past_40(rows: list[dict]) -> bool:
+    return max((r["step"] for r in rows), default=0) >= 40
+
+
+def past_40_with_checkpoint(root: Path, rows: list[dict]) -> bool:
+    return (root / "checkpoints" / "last.ckpt").is_file() and past_40(rows)
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
     """After SIGKILL past step 40 with a checkpoint on disk: no summary.json, the logged rows are
     still there; running the same command again completes with the uninterrupted run's status,
     global_step, best val/acc and final train/loss (bit-equal: the batch stream, schedule and
     optimizer state resume exactly), every train/loss row equal, no step logged twice."""
-    def past_40(rows: list[dict]) -> bool:
-        return max((r["step"] for r in rows), default=0) >= 40
-
-    def ready(root: Path, rows: list[dict]) -> bool:
-        return (root / "checkpoints" / "last.ckpt").is_file() and past_40(rows)
-
-    root, seen = kill_when(tmp_path, past_40, ready)
+    root, seen, _ = kill_when(tmp_path, past_40, past_40_with_checkpoint)
     assert not (root / "summary.json").exists()
     after_kill = read_jsonl(root / "metrics.jsonl")
     assert after_kill[:len(seen)] == seen  # flushed rows survive SIGKILL
     assert checkpoint_step(root) >= 20
+    assert_resumes_to(root, tmp_path, uninterrupted)
 
-    assert run_to_completion(tmp_path) == root
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_says_so_and_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, signum, exit_code):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's time limit) past step 40: the process exits
+    128 + the signal's number, its last stderr line says which signal interrupted which run and
+    that the same command resumes it, the summary records status interrupted with the signal
+    named; the same command then ends as the uninterrupted run did."""
+    root, seen, process = kill_when(tmp_path, past_40, past_40_with_checkpoint, signum=signum)
+    stderr = process.stderr.read()
+    assert process.returncode == exit_code, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (f"optbench: run interrupted by {signum.name} ({root}); "
+                                       "the same command resumes it")
+    summary = json.loads((root / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("interrupted", f"interrupted by {signum.name}")
+    assert 40 <= summary["global_step"] < 120
+    assert read_jsonl(root / "metrics.jsonl")[:len(seen)] == seen
+    assert_resumes_to(root, tmp_path, uninterrupted)
+
+
+def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path) -> None:
+    """The same command, run again, completes ``root`` as ``uninterrupted`` completed."""
+    assert run_to_completion(out_dir) == root
     resumed = json.loads((root / "summary.json").read_text())
     reference = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["run_id"] == reference["run_id"] == root.name
@@ -126,6 +159,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted)
     assert [s for s, n in steps.items() if n > 1] == []
     assert [(r["step"], r["train/loss"], r["lr"]) for r in train_rows(root)] == \
         [(r["step"], r["train/loss"], r["lr"]) for r in train_rows(uninterrupted)]
+    assert val_rows(root) == val_rows(uninterrupted)
     layer_keys = Counter((r["step"], r["layer"]) for r in read_jsonl(root / "layers.jsonl"))
     assert max(layer_keys.values()) == 1
     assert len(json.loads((root / "meta.json").read_text())["restarts"]) == 1
@@ -181,14 +215,10 @@ def test_resumed_validation_rows_match_the_uninterrupted_run(tmp_path, uninterru
         def ready(root: Path, rows: list[dict]) -> bool:
             return trained(step)(rows) and checkpoint_step(root) == step - 20
 
-    root, _ = kill_when(tmp_path, trigger, ready)
+    root, _, _ = kill_when(tmp_path, trigger, ready)
     # The kill must land where this case wants it; a slow poll is no fault of the code under test.
     landed = checkpoint_step(root), validated(step)(read_jsonl(root / "metrics.jsonl"))
     if landed != expected:
         skip_outside_ci(f"the kill landed elsewhere: (checkpoint step, step-{step} validation logged) = {landed}")
     run_to_completion(tmp_path)
-
-    def val_rows(run: Path) -> list[tuple]:
-        return [(r["step"], r["val/acc"], r["val/acc_best"]) for r in read_jsonl(run / "metrics.jsonl") if "val/acc" in r]
-
     assert val_rows(root) == val_rows(uninterrupted)

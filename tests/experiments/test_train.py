@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 from datetime import datetime
@@ -285,3 +286,46 @@ def test_wandb_offline_run_lands_in_the_run_directory(tmp_path):
     wandb_file = offline[0] / f"run-{config.study}-{root.name}.wandb"  # <study>-<run_id>: unique per study
     assert wandb_file.is_file() and wandb_file.stat().st_size > 0
     assert RunStore(root).status() == "completed"
+
+
+def test_last_step_is_validated_and_checkpointed(tmp_path):
+    """max_steps not a multiple of the validation interval: the last step is validated all the
+    same, inside training (its row has the epoch of the training row of that step), and
+    last.ckpt holds the final state."""
+    config = tiny_config(tmp_path, "trainer.max_steps=7", "trainer.val_every_n_steps=5", "trainer.log_every_n_steps=1")
+    assert train(config)["status"] == "completed"
+    rows = read_jsonl(run_dir(config) / "metrics.jsonl")
+    assert [r["step"] for r in rows if "val/acc" in r] == [5, 7]
+    epochs = {(r["step"], r["epoch"]) for r in rows}
+    assert len(epochs) == len({step for step, _ in epochs}) == 7  # one epoch per step, val and train rows alike
+    assert torch.load(run_dir(config) / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 7
+
+
+KNOWN_NOISE = ["LeafSpec", "exists and is not empty", "srun", "does not have many workers", "IterableDataset"]
+
+
+def test_known_noise_is_silenced_and_nothing_else(tmp_path, monkeypatch, recwarn):
+    """A run that is not a multiple of its validation interval and its resume (after the final
+    checkpoint, before the summary: as if killed there), on a machine with SLURM's ``srun``,
+    emit none of the warnings optbench knows to be noise; the resumed run ends with the same
+    result and logs nothing twice. A warning that matters still comes through: LARC combined
+    with gradient clipping."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = tiny_config(tmp_path / "runs", "trainer.max_steps=7", "trainer.val_every_n_steps=5")
+    first = train(config)
+    rows = read_jsonl(run_dir(config) / "metrics.jsonl")
+    (run_dir(config) / "summary.json").unlink()
+    again = train(config)
+    assert [str(w.message) for w in recwarn if any(text in str(w.message) for text in KNOWN_NOISE)] == []
+    for key in ("status", "global_step", "best", "final", "steps_to_target"):
+        assert again[key] == first[key], key
+    assert read_jsonl(run_dir(config) / "metrics.jsonl") == rows
+
+    larc = tiny_config(tmp_path / "runs", "optimizer.name=larc_sgd", "trainer.gradient_clip_val=1.0",
+                       "trainer.max_steps=1", "trainer.val_every_n_steps=1")
+    with pytest.warns(UserWarning, match="LARC"):
+        train(larc)

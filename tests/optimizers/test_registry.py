@@ -92,6 +92,9 @@ def test_every_optimizer_resumes_bit_exactly(name):
 BAD_INPUTS = [
     pytest.param("bogus", {}, "novograd_apex", id="unknown-name-lists-names"),
     pytest.param("larc_bogus", {}, "larc_novograd", id="unknown-larc-name-lists-names"),
+    pytest.param("novgrad", {}, "'novgrad' (did you mean 'novograd'?)", id="unknown-name-did-you-mean"),
+    pytest.param("novograd", {"betaz": (0.9, 0.9)}, "'betaz' for optimizer 'novograd' (did you mean 'betas'?)",
+                 id="unknown-option-did-you-mean"),
     pytest.param("sgd", {"bogus_option": 1}, "bogus_option", id="unknown-option"),
     pytest.param("novograd", {"nesterov": True}, "nesterov", id="option-of-another-optimizer"),
     pytest.param("larc_sgd", {"bogus_option": 1}, "bogus_option", id="unknown-option-larc"),
