@@ -107,6 +107,25 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_bench_analysis(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from analysis.bench import run_benchmark
+
+    with console.status("benchmarking") as status:
+        rows = run_benchmark(args.runs, args.steps, Path(args.dir) if args.dir else None,
+                             progress=lambda text: status.update(text))
+    table = Table(title=f"analysis of {args.runs} runs x {args.steps} logged steps")
+    for column, justify in (("stage", "left"), ("seconds", "right"), ("", "left")):
+        table.add_column(column, justify=justify)
+    for stage, seconds, note in rows:
+        table.add_row(stage, f"{seconds:.2f}", note)
+    console.print(table)
+    return 0
+
+
 def _bench_title(args: argparse.Namespace) -> str:
     size = "ResNet-50/8 shapes (--small)" if args.small else "ResNet-50 shapes, 25.6M params in 161 tensors"
     where = "CUDA events" if args.device == "cuda" else f"{args.threads} threads"
@@ -213,6 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     opt.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to step (default cpu)")
     opt.set_defaults(func=_cmd_bench)
+
+    analysis = targets.add_parser("analysis", help="time loading, comparing and plotting a generated store")
+    analysis.add_argument("--runs", type=_positive_int, default=1000, help="runs in the store (default 1000)")
+    analysis.add_argument("--steps", type=_positive_int, default=5000, help="logged steps per run (default 5000)")
+    analysis.add_argument("--dir", help="generate (and keep) the store here (default: a temporary directory)")
+    analysis.set_defaults(func=_cmd_bench_analysis)
 
     keys = f"config keys and their defaults:\n\n{config_reference()}"
     train = commands.add_parser(

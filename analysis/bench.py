@@ -1,17 +1,14 @@
-"""Time ``analysis.load`` on a generated run store against a naive pandas read of the same files.
-
-    python scripts/bench_analysis.py [--runs 1000] [--steps 5000] [--dir DIR]
+"""``optbench bench analysis``: the analysis pipeline on a generated store, against a naive read.
 
 Writes N runs × M logged steps in the store's real format (config.yaml, meta.json, summary.json,
 metrics.jsonl with a train row per logged step and a validation row every 50, layers.jsonl),
 then times: the naive read (one ``pd.read_json(lines=True)`` per metrics file, ``json`` per
-summary), a cold load (empty cache) and a cached load. Goal: cold ≤ 2× naive, cached ≤ 0.5×
-naive and ≤ 10 s on 2 cores.
+summary), a cold load (empty cache), a cached load, the comparisons, the tables and the
+figures. Goals: cold ≤ 2× naive, cached ≤ 0.5× naive and ≤ 10 s on 2 cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -19,13 +16,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pandas as pd
 import yaml
 
+from analysis.compare import compare
 from analysis.load import load
+from analysis.report import write_figures, write_tables
 from experiments.store import find_runs
 
+__all__ = ["generate", "run_benchmark"]
+
+T = TypeVar("T")
 OPTIMIZERS = ("novograd", "adamw", "sgd", "larc_sgd")
 
 
@@ -75,31 +78,41 @@ def naive(root: Path) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--dir", type=Path, default=None, help="where to generate (default: a temporary dir)")
-    args = parser.parse_args()
-    root = args.dir or Path(tempfile.mkdtemp(prefix="optbench-bench-"))
+def run_benchmark(runs: int, steps: int, root: Path | None = None,
+                  progress: Callable[[str], None] = lambda text: None) -> list[tuple[str, float, str]]:
+    """Generate the store under ``root`` (a temporary directory, removed after, when None) and
+    time each stage; returns rows (stage, seconds, note)."""
+    keep = root is not None
+    root = root or Path(tempfile.mkdtemp(prefix="optbench-bench-"))
     try:
-        start = time.perf_counter()
-        generate(root / "store", args.runs, args.steps)
-        print(f"generated {args.runs} runs x {args.steps} steps in {time.perf_counter() - start:.1f} s")
-        naive_s = naive(root / "store")
-        start = time.perf_counter()
-        frames = load([root / "store"], cache_dir=root / "cache")
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        load([root / "store"], cache_dir=root / "cache")
-        cached = time.perf_counter() - start
-        print(f"{len(frames.runs)} runs, {len(frames.metrics):,} metric rows, {len(frames.layers):,} layer rows")
-        print(f"naive {naive_s:.2f} s | cold {cold:.2f} s ({cold / naive_s:.2f}x naive, goal <= 2) | "
-              f"cached {cached:.2f} s ({cached / naive_s:.2f}x naive, goal <= 0.5 and <= 10 s)")
+        progress(f"generating {runs} runs x {steps} steps")
+        seconds, _ = _timed(generate, root / "store", runs, steps)
+        rows = [("generate the store", seconds, f"{runs} runs x {steps} logged steps")]
+        progress("naive read")
+        naive_s, _ = _timed(naive, root / "store")
+        rows.append(("naive read (read_json per file)", naive_s, "the yardstick"))
+        progress("cold load")
+        cold, frames = _timed(load, [root / "store"], cache_dir=root / "cache")
+        rows.append(("load, cold (empty cache)", cold, f"{cold / naive_s:.2f}x naive (goal <= 2)"))
+        progress("cached load")
+        cached, _ = _timed(load, [root / "store"], cache_dir=root / "cache")
+        rows.append(("load, cached", cached, f"{cached / naive_s:.2f}x naive (goal <= 0.5 and <= 10 s)"))
+        progress("comparisons")
+        seconds, comparison = _timed(compare, frames)
+        rows.append(("comparisons", seconds, f"{len(frames.metrics):,} metric rows"))
+        progress("tables")
+        seconds, _ = _timed(write_tables, comparison, root / "report")
+        rows.append(("tables", seconds, ""))
+        progress("figures")
+        seconds, (figures, _) = _timed(write_figures, comparison, root / "report")
+        rows.append(("figures (PNG and SVG)", seconds, f"{len(figures)} figures"))
+        return rows
     finally:
-        if args.dir is None:
+        if not keep:
             shutil.rmtree(root)
 
 
-if __name__ == "__main__":
-    main()
+def _timed(function: Callable[..., T], *args: object, **kwargs: object) -> tuple[float, T]:
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
