@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from experiments.config import ConfigError, load_config, run_id
 from experiments.studies.space import Dimension, search_points
-from experiments.studies.spec import StudyError, StudySpec, override
+from experiments.studies.spec import StudyError, StudySpec, grid_items, override
 
 __all__ = ["PlannedRun", "Cell", "StudyPlan", "plan_study", "PHASES"]
 
@@ -107,17 +107,17 @@ def plan_study(spec: StudySpec, overrides: Sequence[str] = ()) -> StudyPlan:
     anything runs or is written.
     """
     where = f"study spec {spec.source}"
-    swept = set(spec.grid) | {d.key for d in _all_dimensions(spec)}
+    swept = {k for key in spec.grid for k in key.split(",")} | {d.key for d in _all_dimensions(spec)}
     cli = _parse_overrides(overrides, swept)
     base = [override(k, v) for k, v in spec.base.items()]
     _load([*cli, f"study={spec.name}"], "command line")
     study_config = _load([*base, *cli, f"study={spec.name}"], f"{where}: base")
     for key, values in spec.grid.items():
         for value in values:
-            _load([*base, *cli, override(key, value)], f"{where}: grid")
+            _load([*base, *cli, *(override(k, v) for k, v in grid_items(key, value))], f"{where}: grid")
     cells = []
     for combo in itertools.product(*spec.grid.values()):
-        key = tuple(zip(spec.grid, combo))
+        key = tuple(item for entry, value in zip(spec.grid, combo) for item in grid_items(entry, value))
         grid = [override(k, v) for k, v in key]
         label = " ".join(grid) or "base"
         probe = _load([*base, *cli, *grid], f"{where}: {label}")

@@ -6,7 +6,7 @@ description: one line for `optbench study list`
 base: {task: vision, trainer: {max_steps: 400}}   # a run config, nested or dotted keys
 grid:                          # dotted key -> list; the study's cells are the cartesian product
   optimizer.name: [novograd, adamw]
-  data.batch_size: [16, 32, 64]
+  data.batch_size,trainer.max_steps: [[16, 800], [64, 300]]   # linked keys: one list per value
 optimizers:                    # per optimizer: its own base keys and search dimensions
   sgd: {base: {optimizer.momentum: 0.9}, space: {optimizer.lr: {log_range: [0.01, 3]}}}
 tasks:                         # the same, per task
@@ -43,7 +43,7 @@ from experiments.studies.space import METHODS, Dimension, SpaceError, parse_dime
 
 __all__ = [
     "StudyError", "StudySpec", "Search", "Overrides", "load_spec", "parse_spec", "builtin_names",
-    "builtin_path", "flatten", "override",
+    "builtin_path", "flatten", "override", "grid_items",
 ]
 
 _TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", "seeds", "max_micro_batch",
@@ -216,8 +216,17 @@ def _grid(grid: dict[str, Any], where: str) -> dict[str, list[Any]]:
             raise StudyError(f"{where}: grid: {key!r} must be a list of values, got {values!r}")
         if not values:
             raise StudyError(f"{where}: grid: {key!r} is an empty list")
+        width = len(str(key).split(","))
+        if width > 1 and not all(isinstance(v, list) and len(v) == width for v in values):
+            raise StudyError(f"{where}: grid: {key!r} links {width} keys: each value must be a list of {width}")
         out[str(key)] = values
     return out
+
+
+def grid_items(key: str, value: Any) -> list[tuple[str, Any]]:
+    """A grid entry's (key, value) pairs: one, or one per key of a linked ``a,b`` entry."""
+    keys = key.split(",")
+    return list(zip(keys, value)) if len(keys) > 1 else [(key, value)]
 
 
 def _registry_names(key: str, where: str) -> list[str]:
