@@ -39,7 +39,7 @@ def study_run(args: argparse.Namespace, console: Console) -> int:
     the planned runs). Exit 0 when every planned run has finished (completed or diverged)."""
     spec = load_spec(args.spec)
     plan = plan_study(spec, args.overrides)
-    console.print(_plan_line(plan), highlight=False)
+    console.print(_plan_line(plan), highlight=False, soft_wrap=True)
     if args.dry_run:
         console.print(_plan_table(plan))
         return 0
