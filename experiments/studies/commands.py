@@ -69,7 +69,7 @@ def _plan_line(plan: StudyPlan) -> str:
     line = (f"study {plan.spec.name}: {len(plan.cells)} cells, {len(runs)} {phase} runs "
             f"({finished} finished, {to_run} to run)")
     if plan.spec.seeds:
-        line += f", then up to {plan.seeds_per_cell} seed runs per cell at its selected point"
+        line += f", then up to {len(plan.spec.seeds)} seed runs per cell at its selected point"
     return f"{line} -> {plan.study_dir}"
 
 

@@ -23,9 +23,7 @@ from experiments.config import ConfigError, load_config, run_id
 from experiments.studies.space import Dimension, search_points
 from experiments.studies.spec import StudyError, StudySpec, grid_items, override
 
-__all__ = ["PlannedRun", "Cell", "StudyPlan", "plan_study", "PHASES"]
-
-PHASES = ("grid", "search", "seeds")  # grid: a study without a search, one run per cell
+__all__ = ["PlannedRun", "Cell", "StudyPlan", "plan_study"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class PlannedRun:
     root: Path
     cell: tuple[tuple[str, Any], ...]  # the grid values of its cell
     point: tuple[tuple[str, Any], ...]  # the searched values (empty without a search)
-    phase: str
+    phase: str  # search | seeds | grid (a study without a search: one run per cell)
 
     @property
     def swept(self) -> dict[str, Any]:
@@ -86,10 +84,6 @@ class StudyPlan:
             if run.run_id != chosen.run_id:
                 runs.append(run)
         return _unique(runs)
-
-    @property
-    def seeds_per_cell(self) -> int:
-        return len(self.spec.seeds)
 
 
 def _unique(runs) -> list[PlannedRun]:

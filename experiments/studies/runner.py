@@ -58,7 +58,6 @@ class StudyLog:
 @dataclass
 class StudyResult:
     runs: list[PlannedRun] = field(default_factory=list)  # every run planned (search, then seeds)
-    selections: dict[str, Selection] = field(default_factory=dict)  # cell label -> selection
 
     def unfinished(self) -> list[PlannedRun]:
         return [run for run in self.runs if RunStore(run.root).status() not in FINISHED]
@@ -108,7 +107,6 @@ def run_study(plan: StudyPlan, executor: Executor, log: StudyLog) -> StudyResult
     seeds: list[PlannedRun] = []
     for cell in plan.cells:
         selection = cell_selection(plan, cell)
-        result.selections[cell.label] = selection
         if selection.state != SELECTED:
             log(f"cell {cell.label}: {selection.state}")
             continue

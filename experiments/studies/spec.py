@@ -283,6 +283,8 @@ def _check_points(space: tuple[Dimension, ...], method: str, where: str) -> None
 
 def _per_name(raw: Mapping[str, Any], section: str, where: str) -> dict[str, Overrides]:
     entries = _mapping(raw.get(section, {}), f"{where}: {section}")
+    if not entries:
+        return {}
     names = _registry_names("optimizer.name" if section == "optimizers" else "task", where)
     method = (raw.get("search") or {}).get("method", "grid") if isinstance(raw.get("search"), dict) else "grid"
     out = {}

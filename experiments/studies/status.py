@@ -22,7 +22,7 @@ from experiments.studies.protocol import SELECTED
 from experiments.studies.runner import RECORD, cell_selection
 from experiments.studies.spec import StudyError, flatten, parse_spec
 
-__all__ = ["study_status", "status_table", "count_line"]
+__all__ = ["study_status", "status_table"]
 
 PENDING = "pending"  # planned, no directory yet
 INCOMPLETE = "incomplete"  # a directory without a summary and no live process: killed, to be resumed

@@ -3,7 +3,6 @@ written by hand into the run directories a study plans."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import pytest
 from experiments.store import RunStore, write_json_atomic
 from experiments.studies.plan import plan_study
 from experiments.studies.protocol import INFEASIBLE, NOT_REACHED, PENDING, SELECTED, select
-from experiments.studies.runner import GIVEN_UP, TO_RUN, cell_selection, run_state
+from experiments.studies.runner import GIVEN_UP, TO_RUN, cell_selection, run_state, write_record
 from experiments.studies.spec import parse_spec
 from experiments.studies.status import study_status
-from experiments.studies.runner import write_record
 
 
 def summary(status: str = "completed", steps: int | None = None, best: float | None = 0.5, **extra) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +93,8 @@ def test_unparsable_yaml_names_line_and_column(tmp_path, capsys) -> None:
     assert "(line 4, column" in err
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="sbatch is installed here")
-def test_slurm_executor_without_sbatch(tmp_path, capsys) -> None:
+def test_slurm_executor_without_sbatch(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without SLURM's commands
     code, err = run_cli(capsys, "quick", tmp_path / "out", "--executor", "slurm")
     assert_one_line_error(code, err, "--executor slurm needs SLURM's sbatch on PATH", tmp_path / "out")
 
