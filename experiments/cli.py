@@ -174,6 +174,12 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     return 1
 
 
+def _cmd_study(args: argparse.Namespace, console: Console) -> int:
+    from experiments.studies import commands
+
+    return getattr(commands, f"study_{args.action}")(args, console)
+
+
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from experiments.demo import run_demo
 
@@ -268,10 +274,33 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_arguments(config)
     config.set_defaults(func=_cmd_config)
 
+    _study_parser(commands)
+
     demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
     demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _study_parser(commands: argparse._SubParsersAction) -> None:
+    """``optbench study run|status|list`` (the commands live in ``experiments.studies.commands``)."""
+    study = commands.add_parser("study", help="studies: sweeps, batch-size scaling (run, status, list)")
+    actions = study.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="run a study: optbench study run SPEC|BUILTIN [KEY=VALUE ...]")
+    run.add_argument("spec", metavar="SPEC|BUILTIN", help="a study spec YAML file or a built-in study name")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
+    run.add_argument("--executor", default="local", help="where runs train: local (default) or slurm")
+    run.add_argument("--executor-options", nargs="+", default=[], metavar="K=V",
+                     help="executor settings, e.g. slurm partition=gpu timeout_min=60")
+    run.add_argument("--max-parallel", type=_positive_int, default=1,
+                     help="local runs at a time; each gets cores/N torch threads (default 1)")
+    run.add_argument("--dry-run", action="store_true", help="list the planned runs; train nothing")
+    run.set_defaults(func=_cmd_study)
+    status = actions.add_parser("status", help="the runs of a study directory and their status")
+    status.add_argument("dir", metavar="DIR", help="the study's directory, <out_dir>/<name>")
+    status.add_argument("--json", action="store_true", help='print {"runs": [...], "cells": [...]} as JSON')
+    status.set_defaults(func=_cmd_study)
+    actions.add_parser("list", help="the built-in studies").set_defaults(func=_cmd_study)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,0 +1,126 @@
+"""The ``optbench study`` subcommands: ``run``, ``status`` and ``list`` (parsed in ``experiments.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+from rich.table import Table
+
+from experiments.studies.executors import build_executor
+from experiments.studies.plan import StudyPlan, plan_study
+from experiments.studies.protocol import SELECTED
+from experiments.studies.runner import TO_RUN, StudyLog, cell_selection, run_state, run_study
+from experiments.studies.spec import StudyError, builtin_names, builtin_path, load_spec
+from experiments.studies import status as study_dir
+
+__all__ = ["study_run", "study_status", "study_list", "executor_options"]
+
+
+def executor_options(items: Sequence[str]) -> dict[str, Any]:
+    """``k=v`` pairs, values typed as YAML reads them (``gpus_per_node=1`` is an int)."""
+    for item in items:
+        if "=" not in item:
+            raise StudyError(f"--executor-options {item!r} is not of the form key=value")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(items)))
+    except OmegaConfBaseException as error:
+        raise StudyError(f"--executor-options: {str(error).splitlines()[0]}") from None
+
+
+def study_run(args: argparse.Namespace, console: Console) -> int:
+    """Plan the study, say what exists and what will run, then run it (or, ``--dry-run``, list
+    the planned runs). Exit 0 when every planned run has finished (completed or diverged)."""
+    spec = load_spec(args.spec)
+    plan = plan_study(spec, args.overrides)
+    console.print(_plan_line(plan), highlight=False, soft_wrap=True)
+    if args.dry_run:
+        console.print(_plan_table(plan))
+        return 0
+    executor = build_executor(args.executor, plan.study_dir / "logs", max_parallel=args.max_parallel,
+                              options=executor_options(args.executor_options))
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # unwinds through the executor
+    log = StudyLog(plan.study_dir / "study.log", console)
+    try:
+        result = run_study(plan, executor, log)
+    except KeyboardInterrupt:
+        log("study interrupted; run the same command again to resume it", style="red")
+        return 130
+    unfinished = result.unfinished()
+    if unfinished:
+        log(f"{len(unfinished)} of {len(result.runs)} runs not finished: `optbench study status "
+            f"{plan.study_dir}` lists them; run the same command again to resume", style="red")
+        return 1
+    log(f"all {len(result.runs)} runs finished: {plan.study_dir}")
+    return 0
+
+
+def _plan_line(plan: StudyPlan) -> str:
+    runs = plan.search_runs()
+    finished = sum(1 for run in runs if run_state(run, plan.spec.max_attempts) == "finished")
+    to_run = sum(1 for run in runs if run_state(run, plan.spec.max_attempts) == TO_RUN)
+    phase = "search" if plan.spec.search else "grid"
+    line = (f"study {plan.spec.name}: {len(plan.cells)} cells, {len(runs)} {phase} runs "
+            f"({finished} finished, {to_run} to run)")
+    if plan.spec.seeds:
+        line += f", then up to {len(plan.spec.seeds)} seed runs per cell at its selected point"
+    return f"{line} -> {plan.study_dir}"
+
+
+def _plan_table(plan: StudyPlan) -> Table:
+    """Every planned run with its state now; seed runs of the cells whose search is final."""
+    runs = list(plan.search_runs())
+    waiting = 0
+    for cell in plan.cells if plan.spec.seeds else ():
+        selection = cell_selection(plan, cell)
+        if selection.state == SELECTED:
+            runs += plan.seed_runs(cell, cell.trials[selection.chosen])
+        else:
+            waiting += 1
+    swept = list(dict.fromkeys(key for run in runs for key in run.swept))
+    title = f"{len(runs)} planned runs" + (f"; seed runs of {waiting} cells follow their search" if waiting else "")
+    table = Table(title=title, title_justify="left")
+    for column in ["run_id", "phase", "state", *swept]:
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        table.add_row(run.run_id, run.phase, run_state(run, plan.spec.max_attempts),
+                      *(str(run.swept.get(key, "")) for key in swept))
+    return table
+
+
+def study_status(args: argparse.Namespace, console: Console) -> int:
+    status = study_dir.study_status(args.dir)
+    if args.json:
+        print(json.dumps({"runs": status["runs"], "cells": status["cells"], "counts": status["counts"],
+                          "study": status["study"]}, indent=2))
+        return 0
+    if not console.is_terminal:  # a log or a pipe: one line per run rather than folded cells
+        console.width = max(console.width, 200)
+    console.print(study_dir.status_table(status))
+    for cell in status["cells"]:
+        label = " ".join(f"{k}={v}" for k, v in cell["cell"].items())
+        if cell["state"] == SELECTED:
+            point = " ".join(f"{k}={v}" for k, v in cell["point"].items())
+            console.print(f"cell {label}: selected {cell['selected']} ({point}), "
+                          f"steps_to_target={cell['steps_to_target']}", highlight=False)
+            if cell["warning"]:
+                console.print(f"  warning: {cell['warning']}", style="yellow", highlight=False)
+        else:
+            console.print(f"cell {label}: {cell['state']}", highlight=False)
+    return 0
+
+
+def study_list(args: argparse.Namespace, console: Console) -> int:
+    table = Table(title="built-in studies (optbench study run NAME)", title_justify="left")
+    table.add_column("name")
+    table.add_column("description", overflow="fold")
+    for name in builtin_names():
+        table.add_row(name, load_spec(builtin_path(name)).description)
+    console.print(table)
+    return 0

@@ -1,0 +1,32 @@
+"""The executors a study can run on, by name: ``local`` (a process pool) and ``slurm`` (submitit)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from experiments.studies.local import LocalExecutor
+from experiments.studies.runner import Executor
+from experiments.studies.spec import StudyError
+
+__all__ = ["EXECUTORS", "build_executor"]
+
+EXECUTORS = ("local", "slurm")
+
+
+def build_executor(name: str, log_dir: Path, *, max_parallel: int = 1, options: dict[str, Any]) -> Executor:
+    """The executor ``name``; bad input (an unknown name, options the executor does not take, no
+    ``sbatch`` on this machine) is a one-line ``StudyError`` before anything runs."""
+    if name == "local":
+        if options:
+            raise StudyError(f"the local executor takes no --executor-options (got {', '.join(options)}); "
+                             "use --max-parallel")
+        return LocalExecutor(log_dir, max_parallel=max_parallel)
+    if name == "slurm":
+        if shutil.which("sbatch") is None:
+            raise StudyError("--executor slurm needs SLURM's sbatch on PATH; it is not found on this machine")
+        from experiments.studies.slurm import SlurmExecutor
+
+        return SlurmExecutor(log_dir, options=options)
+    raise StudyError(f"unknown executor {name!r} (valid: {', '.join(EXECUTORS)})")
