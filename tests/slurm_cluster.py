@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from experiments.studies.local import die_with_parent
+
 # Every daemon and client the cluster needs: what scripts/install_slurm.sh installs.
 BINARIES = ("munged", "mariadb-install-db", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 
@@ -40,7 +42,6 @@ KILL_WAIT_S = 5
 
 START_TIMEOUT_S = 60.0
 
-_PR_SET_PDEATHSIG = 1
 
 
 def _which(name: str) -> str | None:
@@ -58,12 +59,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the daemon between fork and exec
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -115,7 +110,7 @@ class SlurmCluster:
         with open(self.root / "log" / f"{name}.out", "ab") as out:
             self.processes[name] = subprocess.Popen([_which(argv[0]) or argv[0], *argv[1:]], stdout=out,
                                                     stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-                                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
 
     def _wait(self, what: str, ready: Callable[[], bool], names: tuple[str, ...]) -> None:
         """Poll ``ready()`` until it holds; a daemon that died or a timeout raises with its log."""

@@ -28,5 +28,8 @@ def build_executor(name: str, log_dir: Path, *, max_parallel: int = 1, options: 
             raise StudyError("--executor slurm needs SLURM's sbatch on PATH; it is not found on this machine")
         from experiments.studies.slurm import SlurmExecutor
 
-        return SlurmExecutor(log_dir, options=options)
+        try:  # --max-parallel is the array's parallelism unless the options set it themselves
+            return SlurmExecutor(log_dir, options={"max_parallel": max_parallel, **options})
+        except ValueError as error:
+            raise StudyError(str(error)) from None
     raise StudyError(f"unknown executor {name!r} (valid: {', '.join(EXECUTORS)})")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-__all__ = ["LocalExecutor", "available_cores"]
+__all__ = ["LocalExecutor", "available_cores", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 _GRACE_S = 60  # how long an interrupted run may take to write its summary before it is killed
@@ -33,10 +33,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    import ctypes
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A ``preexec_fn`` (Linux) under which the child gets ``signum`` when this process dies, so
+    that a ``kill -9`` of the parent leaves no orphan behind (``prctl(PR_SET_PDEATHSIG)``)."""
+    def set_death_signal() -> None:  # runs in the child between fork and exec
+        import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+
+    return set_death_signal
 
 
 class LocalExecutor:
@@ -84,7 +89,7 @@ class LocalExecutor:
         with open(log, "ab") as handle:
             return subprocess.Popen(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env,
                                     stdin=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                    preexec_fn=die_with_parent(signal.SIGKILL) if sys.platform.startswith("linux") else None)
 
 
 def _stop(processes, signum: int) -> None:

@@ -49,11 +49,16 @@ def results(study_dir: Path) -> dict[str, dict]:
     return {root.name: {key: RunStore(root).summary()[key] for key in COMPARED} for root in find_runs(study_dir)}
 
 
-@pytest.fixture(scope="module")
-def spec_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "e2e.yaml"
+def spec_file(directory: Path) -> Path:
+    """SPEC written to ``directory``/e2e.yaml."""
+    path = directory / "e2e.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     return path
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    return spec_file(tmp_path_factory.mktemp("spec"))
 
 
 @pytest.fixture(scope="module")

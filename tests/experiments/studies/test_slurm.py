@@ -3,6 +3,7 @@ of a job array, a cancelled task, and a requeued task that runs its command agai
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from experiments.studies.slurm import NO_EXIT_CODE, SlurmExecutor
+from tests.experiments.support import REPO, optbench_command, subprocess_env
 from tests.slurm_cluster import CRED_EXPIRE_S
 
 DEADLINE_S = 60
@@ -145,3 +147,26 @@ def test_requeued_task_runs_its_command_again(slurm_cluster, tmp_path: Path, int
     assert background.done == [(0, 0)]
     # the command got SIGTERM from the expected sender, and the second start is the same job, requeued
     assert marker.read_text().splitlines() == [f"start {job_id}", f"sigterm from {sender}", f"start {job_id}"]
+
+
+@pytest.mark.slow
+def test_a_study_runs_on_slurm_as_it_runs_locally(slurm_cluster, tmp_path: Path) -> None:
+    """``optbench study run --executor slurm``: the same study as ``test_run``'s, each run an
+    array task on the cluster; it plans the same search runs (same run_ids) as the local
+    executor, every planned run finishes, and a second invocation has nothing left to run."""
+    from tests.experiments.studies.test_run import SPEC, spec_file, study, status_json
+
+    spec_path = spec_file(tmp_path)
+    result = study(spec_path, tmp_path / "out", "--executor", "slurm", "--max-parallel", "2",
+                   "--executor-options", "time=10", "cpus_per_task=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = status_json(tmp_path / "out" / SPEC["name"])
+    assert {run["status"] for run in status["runs"]} <= {"completed", "diverged"}
+    planned = subprocess.run([*optbench_command(), "study", "run", str(spec_path), f"out_dir={tmp_path / 'local'}",
+                              "--dry-run"], capture_output=True, text=True, timeout=120, cwd=REPO,
+                             env=subprocess_env())
+    search = {run["run_id"] for run in status["runs"] if run["phase"] == "search"}
+    assert len(search) == 4 and all(run_id in planned.stdout for run_id in search)
+    assert len(list((tmp_path / "out" / SPEC["name"] / "logs").glob("*.log"))) >= 4
+    again = study(spec_path, tmp_path / "out", "--executor", "slurm")
+    assert again.returncode == 0 and "search: 4 runs, 4 finished, 0 to run" in again.stdout, again.stdout
