@@ -181,10 +181,18 @@ def _cmd_study(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from experiments.demo import run_demo
+    """The built-in ``demo`` study (every task, a batch-size slice), then its report."""
+    from experiments.studies.plan import plan_study
+    from experiments.studies.spec import load_spec
 
-    run_demo(steps=args.steps, console=console)
-    return 0
+    study = argparse.Namespace(action="run", spec="demo", overrides=args.overrides, executor="local",
+                               executor_options=[], max_parallel=args.max_parallel, dry_run=False)
+    code = _cmd_study(study, console)
+    if code != 0:
+        return code
+    study_dir = plan_study(load_spec("demo"), args.overrides).study_dir
+    report = argparse.Namespace(sources=[str(study_dir)], out=args.out, cache_dir=None, no_cache=False)
+    return _cmd_analyze(report, console)
 
 
 def _cmd_analyze(args: argparse.Namespace, console: Console) -> int:
@@ -276,8 +284,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _study_parser(commands)
 
-    demo = commands.add_parser("demo", help="a short training demo comparing optimizers")
-    demo.add_argument("--steps", type=_positive_int, default=300, help="training steps per optimizer")
+    demo = commands.add_parser("demo", help="the demo study (all tasks, a batch-size slice) and its report")
+    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
+    demo.add_argument("--max-parallel", type=_positive_int, default=2, help="runs at a time (default 2)")
+    demo.add_argument("--out", default="report/demo", help="report directory (default report/demo)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
