@@ -76,6 +76,11 @@ def convergence_figure(curves: pd.DataFrame, colors: dict, title: str) -> Figure
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=colors[optimizer], alpha=_BAND_ALPHA,
                             linewidth=0)
         ax.set(xlabel=label, ylabel=metric)
+        # The axis follows the means: with two seeds a t-interval (t = 12.7) spans far beyond
+        # any value the metric takes, and would flatten every curve.
+        low, high = curves["mean"].min(), curves["mean"].max()
+        pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+        ax.set_ylim(low - pad, high + pad)
     fig.suptitle(title)
     _legend(fig, axes)
     return fig
