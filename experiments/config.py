@@ -19,7 +19,7 @@ from experiments.tasks.sizes import SIZES, size_defaults
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
-    "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "canonical_config",
+    "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "run_dir", "canonical_config",
     "to_yaml", "effective_batch_size", "optimizer_options",
 ]
 
@@ -382,6 +382,11 @@ def run_id(config: DictConfig) -> str:
         salt["data_version"] = builtin_data_version(config.task)
     canonical = json.dumps({**salt, "config": canonical_config(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def run_dir(config: DictConfig) -> Path:
+    """Where the run lives in the store: ``<out_dir>/<study>/<run_id>``."""
+    return Path(config.out_dir) / config.study / run_id(config)
 
 
 def to_yaml(config: DictConfig) -> str:

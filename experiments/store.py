@@ -106,8 +106,9 @@ def collect_meta() -> dict[str, Any]:
 
 
 def _process_start(pid: int) -> Optional[str]:
-    """When process ``pid`` started (field 22 of /proc/<pid>/stat), None if there is none: with
-    the pid it names one process, even after the pid is reused. "?" where /proc does not exist."""
+    """When process ``pid`` started (field 22 of /proc/<pid>/stat), None if there is none or it is
+    a zombie: with the pid it names one process, even after the pid is reused. "?" where /proc
+    does not exist."""
     if not Path("/proc/self/stat").exists():
         try:
             os.kill(pid, 0)
@@ -120,7 +121,8 @@ def _process_start(pid: int) -> Optional[str]:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+    fields = stat.rsplit(")", 1)[1].split()  # the fields after "(comm)": state (3), ..., starttime (22)
+    return None if fields[0] == "Z" else fields[19]  # a zombie (killed, not yet reaped) is gone
 
 
 class RunLock:

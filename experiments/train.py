@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, run_id, to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
 )
 from experiments.instrument import Instrumentation, peak_memory_bytes
 from experiments.interrupt import Interrupted, StopOnSignal
@@ -36,11 +36,6 @@ from experiments.tasks import build_task
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
 __all__ = ["train", "run_dir", "steps_to_target", "wandb_run_id"]
-
-
-def run_dir(config: DictConfig) -> Path:
-    """``<out_dir>/<study>/<run_id>``."""
-    return Path(config.out_dir) / config.study / run_id(config)
 
 
 def steps_to_target(rows: list[dict[str, Any]], metric: str, target: float, higher_is_better: bool) -> Optional[int]:

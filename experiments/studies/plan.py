@@ -181,7 +181,7 @@ def _planned(spec: StudySpec, dotlist: list[str], cell: tuple, point: tuple, pha
         dotlist += [f"data.batch_size={micro}",
                     f"trainer.accumulate_grad_batches={config.trainer.accumulate_grad_batches * batch // micro}"]
         config = _load(dotlist, where)
-    from experiments.train import run_dir  # the store's layout, as `optbench train` places the run
+    from experiments.config import run_dir  # the store's layout, as `optbench train` places the run
 
     return PlannedRun(overrides=tuple(dotlist), config=config, run_id=run_id(config), root=run_dir(config),
                       cell=cell, point=point, phase=phase)

@@ -133,6 +133,23 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path):
     lock.release()
 
 
+def test_lock_of_a_killed_unreaped_process_is_taken_over(tmp_path):
+    """A process killed but not yet reaped (a zombie: its /proc entry stays until its parent
+    waits) holds nothing: a study re-run right after kill -9 trains the run at once."""
+    child = subprocess.Popen(["sleep", "60"])
+    write_lock(tmp_path / "run", host=socket.gethostname(), pid=child.pid,
+               pid_start=store_module._process_start(child.pid))
+    assert RunLock(tmp_path / "run").holder() is not None
+    child.kill()
+    deadline = time.time() + 5
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.time() < deadline:
+        time.sleep(0.01)
+    try:
+        assert RunLock(tmp_path / "run").holder() is None
+    finally:
+        child.wait()
+
+
 def test_lock_of_a_reused_pid_is_taken_over(tmp_path):
     """A live pid that started at another time is another process: the lock is stale."""
     write_lock(tmp_path / "run", host=socket.gethostname(), pid=os.getpid(), pid_start="0")
