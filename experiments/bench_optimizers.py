@@ -185,10 +185,6 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
         one_step()
     row.ms += [one_step() for _ in range(steps)]
     row.state_bytes = optimizer_state_bytes(optimizer)
-    del optimizer, params, grads
-    gc.collect()  # this row's 25.6M-parameter tensors go before the next row builds its own
-    if device == "cuda":
-        torch.cuda.empty_cache()
 
 
 def run_benchmark(
@@ -221,5 +217,8 @@ def run_benchmark(
             if progress:
                 progress(f"round {round_index + 1}/{rounds}: {row.name}")
             _time_row(row, shapes, steps, warmup, device)
+            gc.collect()  # that row's 25.6M-parameter tensors go before the next row builds its own
+            if device == "cuda":
+                torch.cuda.empty_cache()
     values = sum(torch.Size(shape).numel() for shape in shapes)
     return rows + bandwidth_floor_rows(values, device)
