@@ -126,6 +126,24 @@ def _cmd_bench_analysis(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_bench_harness(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from experiments.bench_harness import ratios, run_benchmark, setting
+
+    with console.status("benchmarking") as status:
+        rows = run_benchmark(args.overrides, args.rounds, progress=lambda text: status.update(text))
+    table = Table(title=f"optbench train vs a bare loop ({setting(args.overrides)}); median of {args.rounds} rounds")
+    for column, justify in (("row", "left"), ("samples/s", "right"), ("x bare", "right"), ("rounds", "left")):
+        table.add_column(column, justify=justify)
+    relative = ratios(rows)
+    for row in rows:
+        table.add_row(row.name, f"{row.median:.0f}", f"{relative[row.name]:.3f}",
+                      " ".join(f"{value:.0f}" for value in row.samples_per_s))
+    console.print(table)
+    return 0
+
+
 def _bench_title(args: argparse.Namespace) -> str:
     size = "ResNet-50/8 shapes (--small)" if args.small else "ResNet-50 shapes, 25.6M params in 161 tensors"
     where = "CUDA events" if args.device == "cuda" else f"{args.threads} threads"
@@ -252,6 +270,12 @@ def _parser() -> argparse.ArgumentParser:
     analysis.add_argument("--steps", type=_positive_int, default=5000, help="logged steps per run (default 5000)")
     analysis.add_argument("--dir", help="generate (and keep) the store here (default: a temporary directory)")
     analysis.set_defaults(func=_cmd_bench_analysis)
+
+    harness = targets.add_parser("harness", help="time optbench train against a bare PyTorch loop")
+    harness.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                         help="config overrides (default: task=vision optimizer.name=adamw trainer.max_steps=300)")
+    harness.add_argument("--rounds", type=_positive_int, default=3, help="alternating rounds (default 3)")
+    harness.set_defaults(func=_cmd_bench_harness)
 
     keys = f"config keys and their defaults:\n\n{config_reference()}"
     train = commands.add_parser(

@@ -1,7 +1,7 @@
 """Instrumentation: what a run records while it trains, and the divergence check.
 
 Scalars (loss, LR, throughput, wall time, validation metrics) go to ``metrics.jsonl`` every
-``log_every_n_steps``; per-layer gradient norm, weight norm, update/weight ratio and (for LARC
+``log_every_n_steps`` (throughput from the training steps alone: ``experiments.step_timer``); per-layer gradient norm, weight norm, update/weight ratio and (for LARC
 and LARS) the trust ratio go to ``layers.jsonl`` every ``layer_stats_every_n_steps``. Rows are
 flushed as they are written, so a killed run keeps everything it logged.
 """
@@ -9,7 +9,6 @@ flushed as they are written, so a killed run keeps everything it logged.
 from __future__ import annotations
 
 import math
-import resource
 import time
 from typing import Any, Optional
 
@@ -17,12 +16,14 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from experiments.peak_memory import PeakMemory
+from experiments.step_timer import StepTimer
 from experiments.store import RunStore
 from optimizers import LARC, LARS
 from optimizers.larc import larc_grad_scales
 from optimizers.lars import lars_trust_ratios
 
-__all__ = ["Instrumentation", "optimizer_state_bytes", "peak_memory_bytes"]
+__all__ = ["Instrumentation", "optimizer_state_bytes"]
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -31,13 +32,6 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         v.numel() * v.element_size()
         for state in optimizer.state.values() for v in state.values() if isinstance(v, Tensor)
     )
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    """CUDA max allocated on a GPU, else the process's peak resident set size."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> list[float]:
@@ -75,6 +69,9 @@ class Instrumentation(pl.Callback):
     ``wandb`` (a Lightning ``WandbLogger``, kept out of the Trainer) receives every row written
     to metrics.jsonl, keyed ``trainer/global_step`` = the row's step, and the layer statistics:
     wandb's history and the store then hold the same values at the same steps.
+
+    ``step_timer`` times the training steps (validations left out); ``peak_memory`` measures
+    training from its start, without the weight copies the layer statistics make.
     """
 
     def __init__(self, store: Optional[RunStore], *, wandb: Optional[Any] = None, effective_batch_size: int,
@@ -92,18 +89,21 @@ class Instrumentation(pl.Callback):
         self.reached_target_at: Optional[int] = None
         self.elapsed_before = 0.0  # training seconds of earlier attempts (resume)
         self.state_bytes = 0
+        self.step_timer = StepTimer()
+        self.peak_memory: Optional[PeakMemory] = None
         self._start = 0.0
-        self._interval_start: tuple[float, int] = (0.0, 0)
+        self._interval_start: tuple[float, int] = (0.0, 0)  # step_timer's (seconds, steps) at the last row
         self._weights_before: Optional[list[Tensor]] = None
         self._layer_rows: list[dict[str, Any]] = []
 
     # -- state that survives a resume -----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"first_loss": self.first_loss, "elapsed": self.elapsed()}
+        return {"first_loss": self.first_loss, "elapsed": self.elapsed(), "step_timer": self.step_timer.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.first_loss = state_dict["first_loss"]
         self.elapsed_before = state_dict["elapsed"]
+        self.step_timer.load_state_dict(state_dict["step_timer"])
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
@@ -111,7 +111,9 @@ class Instrumentation(pl.Callback):
     # -- hooks ---------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
-        self._interval_start = (self.elapsed(), trainer.global_step)
+        self._interval_start = (self.step_timer.seconds, self.step_timer.steps)
+        self.peak_memory = PeakMemory(pl_module.device)
+        self.peak_memory.reset()
         if self.store is not None and trainer.is_global_zero:
             # A resumed run logs again what came after its checkpoint.
             self.store.truncate_after(trainer.global_step)
@@ -127,6 +129,7 @@ class Instrumentation(pl.Callback):
         grad_norms = torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32)
         weight_norms = torch._foreach_norm(params, 2, dtype=torch.float32)
         trust = _trust_ratios(optimizer, params) if isinstance(optimizer, (LARC, LARS)) else None
+        self.peak_memory.pause()  # the copies are the measurement's, not the training's
         self._weights_before = [p.detach().clone() for p in params]
         self._layer_rows = [
             {"step": step, "layer": name, "grad_norm": float(g), "weight_norm": float(w),
@@ -149,19 +152,27 @@ class Instrumentation(pl.Callback):
             # the training epoch, and last.ckpt is the final state.
             trainer.should_stop = True
         logging_step = stepped and (step % self.log_every == 0 or last_step)
-        if self.first_loss is not None and not logging_step:
-            return  # reading the loss waits for the device: only the first and logged steps do
+        # Reading the loss waits for the device: only the first and the logged steps do.
+        loss = self._check_loss(trainer, outputs, step) if self.first_loss is None or logging_step else None
+        if stepped:  # after the loss read: on a GPU a logged step's work is done by now
+            self.step_timer.step_ended()
+        if loss is not None and (logging_step or trainer.should_stop):
+            self._log_scalars(trainer, step, loss)
+
+    def _check_loss(self, trainer: pl.Trainer, outputs: Any, step: int) -> float:
+        """The loss, averaged over processes, checked for divergence: every rank takes the same
+        decision at the same steps, and the logged loss is the whole global batch's."""
         local = outputs["loss"] if isinstance(outputs, dict) else outputs
-        # The mean over processes: every rank takes the same divergence decision (at the same
-        # steps), and the logged loss is the whole global batch's, as in a single process.
         loss = float(trainer.strategy.reduce(local.detach(), reduce_op="mean"))
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > self.divergence_factor * self.first_loss:
             self.diverged_at = step
             trainer.should_stop = True
-        if logging_step or trainer.should_stop:
-            self._log_scalars(trainer, step, loss)
+        return loss
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.step_timer.pause()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -191,6 +202,7 @@ class Instrumentation(pl.Callback):
         if self.wandb is not None and trainer.is_global_zero:
             self._log_layers_to_wandb(trainer)
         self._weights_before, self._layer_rows = None, []
+        self.peak_memory.resume()
 
     def _log_layers_to_wandb(self, trainer: pl.Trainer) -> None:
         import wandb
@@ -204,12 +216,20 @@ class Instrumentation(pl.Callback):
         )
 
     def _log_scalars(self, trainer: pl.Trainer, step: int, loss: float) -> None:
-        now = self.elapsed()
-        start_time, start_step = self._interval_start
-        throughput = (step - start_step) * self.effective_batch_size / max(now - start_time, 1e-9)
-        self._interval_start = (now, step)
-        self.write_scalars(trainer, step, {"train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
-                                           "throughput": throughput}, wall_time=now)
+        """The training row; its throughput counts the steps timed since the previous row (no
+        throughput where none was: the first steps)."""
+        start_seconds, start_steps = self._interval_start
+        seconds, steps = self.step_timer.seconds - start_seconds, self.step_timer.steps - start_steps
+        self._interval_start = (self.step_timer.seconds, self.step_timer.steps)
+        values = {"train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        if steps:
+            values["throughput"] = steps * self.effective_batch_size / seconds
+        self.write_scalars(trainer, step, values)
+
+    def throughput(self) -> Optional[float]:
+        """Samples per second of the timed training steps, all attempts together."""
+        mean = self.step_timer.mean()
+        return self.effective_batch_size / mean if mean else None
 
     def write_scalars(self, trainer: pl.Trainer, step: int, values: dict[str, Any],
                       wall_time: Optional[float] = None) -> None:

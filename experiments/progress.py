@@ -68,7 +68,7 @@ class Progress(pl.Callback):
 
     ``step 120/300  loss 1.234  val/acc 0.853 (step 100)  3120 samples/s  ETA 35.0s``
 
-    The loss is the last logged one (reading it waits for the device, so only when reporting);
+    The loss is the reporting step's (reading it waits for the device, so only when reporting);
     samples/s and ETA are measured over this process's steps, so a resumed run's ETA is right.
     """
 
@@ -81,6 +81,7 @@ class Progress(pl.Callback):
         self._start: tuple[float, int] = (0.0, 0)
         self._last_report = 0.0
         self._validation: Optional[tuple[str, float, int]] = None  # (name, value, step)
+        self._loss: Optional[float] = None
         self._rich: Optional[RichProgress] = None
         self._task: Any = None
 
@@ -105,6 +106,8 @@ class Progress(pl.Callback):
         now = time.monotonic()
         # The bar redraws in place: its text may change every second without flooding anything.
         due = now - self._last_report >= (min(self.every_s, 1.0) if self._rich is not None else self.every_s)
+        if due:
+            self._loss = float(outputs["loss"] if isinstance(outputs, dict) else outputs)
         if self._rich is not None:
             self._rich.update(self._task, completed=trainer.global_step)
             if due:
@@ -137,9 +140,8 @@ class Progress(pl.Callback):
         start_time, start_step = self._start
         rate = (step - start_step) / (now - start_time) if now > start_time else 0.0
         parts = [f"step {step}/{max_steps}"] if with_step else []
-        loss = trainer.callback_metrics.get("train/loss")
-        if loss is not None:
-            parts.append(f"loss {float(loss):.4g}")
+        if self._loss is not None:
+            parts.append(f"loss {self._loss:.4g}")
         if self._validation is not None:
             name, value, at = self._validation
             parts.append(f"{name} {value:.4g} (step {at})")

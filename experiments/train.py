@@ -26,7 +26,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
 )
-from experiments.instrument import Instrumentation, peak_memory_bytes
+from experiments.instrument import Instrumentation
 from experiments.interrupt import Interrupted, StopOnSignal
 from experiments.noise_scale import GradientNoiseScale
 from experiments.progress import Progress, log
@@ -35,7 +35,7 @@ from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, 
 from experiments.tasks import build_task
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
-__all__ = ["train", "run_dir", "steps_to_target", "wandb_run_id"]
+__all__ = ["train", "build_run", "run_dir", "steps_to_target", "wandb_run_id"]
 
 
 def steps_to_target(rows: list[dict[str, Any]], metric: str, target: float, higher_is_better: bool) -> Optional[int]:
@@ -100,6 +100,24 @@ def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional
         return _train(config, store, stop, force=force, progress_every_s=progress_every_s)
 
 
+def build_run(config: DictConfig) -> tuple[Any, Any, float, int]:
+    """The seeded task module (with its optimizer factory and schedule) and data module of
+    ``config``, its peak learning rate and its effective batch size."""
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    batch = effective_batch_size(config)
+    lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
+    lr_lambda = partial(
+        lr_multiplier, name=config.schedule.name, max_steps=config.trainer.max_steps,
+        warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
+        power=config.schedule.power,
+    )
+    try:
+        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+    except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
+        raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
+    return module, data, lr, batch
+
+
 def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
     """Refuse a precision Lightning would replace (16-mixed runs as bf16-mixed on a CPU; "32" is
     32-true): config.yaml, and so the run_id, must say what the run computes."""
@@ -114,18 +132,7 @@ def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
 def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bool,
            progress_every_s: Optional[float]) -> Optional[dict[str, Any]]:
     """Build the task and the trainer, then claim the run and fit it (``train`` sets up around it)."""
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    batch = effective_batch_size(config)
-    lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
-    lr_lambda = partial(
-        lr_multiplier, name=config.schedule.name, max_steps=config.trainer.max_steps,
-        warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
-        power=config.schedule.power,
-    )
-    try:
-        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
-    except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
-        raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
+    module, data, lr, batch = build_run(config)
     instrumentation = Instrumentation(
         store, wandb=_wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None,
         effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
@@ -275,7 +282,6 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
         final.update({k: v for k, v in row.items() if k not in ("step", "epoch", "wall_time")})
     values = [row[metric] for row in rows if finite_or_none(row.get(metric)) is not None]
     best = (max if module.higher_is_better else min)(values) if values else None
-    elapsed = instrumentation.elapsed()
     return {
         "status": status,
         "error": error,
@@ -293,9 +299,10 @@ def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, i
         "best": {metric: best},
         "target": target,
         "steps_to_target": steps_to_target(rows, metric, target, module.higher_is_better),
-        "wall_time_s": elapsed,
-        "throughput_samples_per_s": trainer.global_step * batch / elapsed if elapsed > 0 else None,
-        "peak_memory_bytes": peak_memory_bytes(module.device),
+        "wall_time_s": instrumentation.elapsed(),
+        "train_step_time_s": instrumentation.step_timer.mean(),
+        "throughput_samples_per_s": instrumentation.throughput(),
+        "peak_memory_bytes": instrumentation.peak_memory.peak() if instrumentation.peak_memory else None,
         "optimizer_state_bytes": instrumentation.state_bytes,
         "num_parameters": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
         "grad_noise_scale": next((c.estimator.simple for c in trainer.callbacks

@@ -96,9 +96,10 @@ def test_metrics_rows(completed):
     assert [r["step"] for r in train_rows] == list(range(LOG_EVERY, MAX_STEPS + 1, LOG_EVERY))
     assert [r["step"] for r in val_rows] == list(range(VAL_EVERY, MAX_STEPS + 1, VAL_EVERY))
     for row in train_rows:
-        assert {"step", "epoch", "wall_time", "train/loss", "lr", "throughput"} <= set(row)
+        assert {"step", "epoch", "wall_time", "train/loss", "lr"} <= set(row)
         assert math.isfinite(row["train/loss"]) and row["train/loss"] > 0
-        assert row["throughput"] > 0
+    # Throughput from the timed steps since the previous row: none in the first 5 (warm-up).
+    assert "throughput" not in train_rows[0] and all(row["throughput"] > 0 for row in train_rows[1:])
     for row in val_rows:
         assert 0.0 <= row["val/acc"] <= 1.0
         assert row["val/acc_best"] == max(r["val/acc"] for r in val_rows if r["step"] <= row["step"])
@@ -152,10 +153,20 @@ def test_summary(completed):
     assert summary["target"] == 0.05
     assert summary["steps_to_target"] == VAL_EVERY  # any classifier beats 5% at the first validation
     assert summary["wall_time_s"] > 0
-    assert summary["throughput_samples_per_s"] == pytest.approx(MAX_STEPS * 64 / summary["wall_time_s"])
+    assert summary["throughput_samples_per_s"] == pytest.approx(64 / summary["train_step_time_s"])
     assert summary["peak_memory_bytes"] > 0
     assert summary["diverged_at_step"] is None
     assert (summary["optimizer"], summary["effective_batch_size"], summary["seed"]) == ("adamw", 64, 0)
+
+
+def test_step_time_leaves_out_the_first_steps_and_the_validations(completed):
+    """Of 20 steps, the timed ones are 6..20 (5 of warm-up), less step 11, whose interval held
+    the validation at step 10; their time is part of the wall time."""
+    _, summary, root = completed
+    state = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]["Instrumentation"]
+    assert state["step_timer"]["steps"] == MAX_STEPS - 5 - 1
+    assert state["step_timer"]["seconds"] == pytest.approx(summary["train_step_time_s"] * (MAX_STEPS - 6))
+    assert state["step_timer"]["seconds"] < summary["wall_time_s"]
 
 
 def test_optimizer_state_bytes_is_adamw_state(completed):

@@ -1,0 +1,59 @@
+"""Seconds per training step, apart from validation, checkpoints and the first steps.
+
+A run's wall time also counts its validations, its checkpoint writes and the one-off costs of
+its first steps (allocator growth, cuDNN autotuning, kernel builds): a throughput computed from
+it depends on how often the run validates and how long it is, not only on the optimizer and the
+model. ``StepTimer`` measures the training step alone: the intervals between the ends of
+consecutive optimizer steps (each holding the batch fetch, forward, backward, step and what the
+harness records on the way), leaving out
+
+- the first ``skip_first`` steps of every process (a resumed run warms up again), and
+- every interval in which a validation ran (``pause``), with the checkpoint written after it.
+
+Its mean, ``seconds / steps``, is ``train_step_time_s``; throughput is batch / that mean. On a GPU
+the intervals are host time between step ends: the CPU runs ahead of the device only until the
+next read of a value (a logged loss) waits for it, so their sum over a run is the device's time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+__all__ = ["StepTimer"]
+
+
+class StepTimer:
+    """Accumulates the counted step intervals; ``state_dict`` carries them across a resume."""
+
+    def __init__(self, skip_first: int = 5) -> None:
+        self.skip_first = skip_first
+        self.seconds = 0.0  # the counted intervals, all attempts together
+        self.steps = 0
+        self._last_end: Optional[float] = None
+        self._ended_here = 0  # steps ended in this process
+        self._paused = False
+
+    def step_ended(self, now: Optional[float] = None) -> None:
+        """An optimizer step ended: count the interval since the previous end, unless it is one
+        of this process's first ``skip_first`` steps or a validation ran in it."""
+        now = time.perf_counter() if now is None else now
+        self._ended_here += 1
+        if self._last_end is not None and not self._paused and self._ended_here > self.skip_first:
+            self.seconds += now - self._last_end
+            self.steps += 1
+        self._last_end, self._paused = now, False
+
+    def pause(self) -> None:
+        """Something that is not training (a validation) runs before the next step ends."""
+        self._paused = True
+
+    def mean(self) -> Optional[float]:
+        """Seconds per counted step; None before any step was counted (a run of ≤ skip_first steps)."""
+        return self.seconds / self.steps if self.steps else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seconds, self.steps = state["seconds"], state["steps"]
