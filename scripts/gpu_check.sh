@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run on a GPU machine without internet, from the repository root, with gpu-wheels/ (made by
 # scripts/gpu_wheels.sh) carried along: installs from it whatever the machine's python lacks,
-# then runs the tests marked `gpu` of the optimizers and the CUDA optimizer benchmark, writing
-# everything under $OUT (default gpu-results/): env.txt, pytest_gpu.txt, bench_cuda.md.
+# then runs the tests marked `gpu` of the optimizers, the CUDA optimizer benchmark and, for each
+# task's large size, optbench train against a bare loop (the GPU throughput of each large task),
+# writing everything under $OUT (default gpu-results/): env.txt, pytest_gpu.txt, bench_cuda.md,
+# harness_<task>.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
@@ -23,4 +25,10 @@ echo "pytest -m gpu: exit $status" >> "$out/env.txt"
 timeout 240 "$python" -m experiments.cli bench optimizers --device cuda --rounds 3 --steps 20 --warmup 3 \
     --markdown > "$out/bench_cuda.md" 2>&1
 echo "bench: exit $?" >> "$out/env.txt"
+for task in vision lm asr; do
+    timeout 150 "$python" -m experiments.cli bench harness --rounds 1 task="$task" size=large \
+        trainer.accelerator=gpu trainer.precision=bf16-mixed trainer.max_steps=60 data.num_workers=4 \
+        > "$out/harness_$task.txt" 2>&1
+    echo "harness $task: exit $?" >> "$out/env.txt"
+done
 exit "$status"
