@@ -10,7 +10,6 @@ Trainer around the task themselves, with the run's own task, optimizer, schedule
 from __future__ import annotations
 
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,8 +20,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 
 from experiments.config import load_config
 from experiments.schedule import lr_multiplier
-from experiments.tasks import build_task
-from experiments.train import _ignore_known_noise, _optimizer_factory
+from experiments.train import _ignore_known_noise, build_run
 from tests.experiments.support import TINY
 
 MAX_STEPS, WARMUP, KILLED_AT = 10, 4, 5
@@ -51,11 +49,9 @@ class StepLog(pl.Callback):
 
 
 def fit_16_mixed(config, max_steps: int, log: StepLog, ckpt_path: Optional[Path] = None) -> pl.Trainer:
-    """Fit the config's task in fp16 autocast on the CPU up to ``max_steps`` (from ``ckpt_path``
-    if given), its schedule that of ``train()``: lr × lr_multiplier(step)."""
-    lr_lambda = partial(lr_multiplier, name=config.schedule.name, max_steps=config.trainer.max_steps,
-                        warmup_steps=config.schedule.warmup_steps)
-    module, data = build_task(config, _optimizer_factory(config, config.optimizer.lr), lr_lambda)
+    """Fit the config's task, built as ``train()`` builds it (seeded, its optimizer and schedule),
+    in fp16 autocast on the CPU up to ``max_steps`` (from ``ckpt_path`` if given)."""
+    module, data, _, _ = build_run(config)
     trainer = pl.Trainer(
         plugins=[MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=INIT_SCALE))],
         accelerator="cpu", devices=1, max_steps=max_steps, limit_val_batches=0, logger=False,
@@ -77,7 +73,6 @@ def interrupted_and_resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("amp")
     config = load_config([*TINY, f"out_dir={root}", f"trainer.max_steps={MAX_STEPS}",
                           f"schedule.warmup_steps={WARMUP}"])
-    pl.seed_everything(config.seed, verbose=False)
     first, resumed = StepLog(), StepLog()
     with warnings.catch_warnings(record=True) as caught_first:
         warnings.simplefilter("always")
