@@ -65,17 +65,27 @@ def dtype_groups(*tensor_lists: Optional[Sequence[Tensor]]) -> list[list[int]]:
 
 
 @triton.jit
-def _chunk_sq_norms(table, chunks, partials, n_chunks_total, W_DTYPE: tl.constexpr,
-                    G_DTYPE: tl.constexpr, WITH_W: tl.constexpr, CHUNK: tl.constexpr,
-                    BLOCK: tl.constexpr):
-    """partials[c] = Σ g² over chunk c; partials[n_chunks_total + c] = Σ w² (if WITH_W)."""
+def _chunk_prologue(table, chunks, W_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr,
+                    CHUNK: tl.constexpr):
+    """What every per-chunk kernel starts from: this program's chunk c, its tensor t, that
+    tensor's table row (columns as described at ``_COLUMNS``), the chunk's first value index, the
+    tensor's value count n, and w's and g's addresses as pointers of their dtypes."""
     c = tl.program_id(0)
     t = tl.load(chunks + 2 * c)
     start = tl.load(chunks + 2 * c + 1) * CHUNK
     row = table + t * 8
     n = tl.load(row + 5)
-    g_ptr = tl.load(row + 1).to(tl.pointer_type(G_DTYPE))
     w_ptr = tl.load(row + 0).to(tl.pointer_type(W_DTYPE))
+    g_ptr = tl.load(row + 1).to(tl.pointer_type(G_DTYPE))
+    return c, t, row, start, n, w_ptr, g_ptr
+
+
+@triton.jit
+def _chunk_sq_norms(table, chunks, partials, n_chunks_total, W_DTYPE: tl.constexpr,
+                    G_DTYPE: tl.constexpr, WITH_W: tl.constexpr, CHUNK: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    """partials[c] = Σ g² over chunk c; partials[n_chunks_total + c] = Σ w² (if WITH_W)."""
+    c, _, _, start, n, w_ptr, g_ptr = _chunk_prologue(table, chunks, W_DTYPE, G_DTYPE, CHUNK)
     offsets = tl.arange(0, BLOCK)
     g_acc = tl.zeros([BLOCK], dtype=tl.float32)
     w_acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -90,6 +100,16 @@ def _chunk_sq_norms(table, chunks, partials, n_chunks_total, W_DTYPE: tl.constex
     tl.store(partials + c, tl.sum(g_acc, axis=0))
     if WITH_W:
         tl.store(partials + n_chunks_total + c, tl.sum(w_acc, axis=0))
+
+
+@triton.jit
+def _sum_partials(values, count, PARTIALS_BLOCK: tl.constexpr):
+    """Σ values[0:count] in float32, PARTIALS_BLOCK at a time (one tensor's chunk partial sums)."""
+    offsets = tl.arange(0, PARTIALS_BLOCK)
+    acc = tl.zeros([PARTIALS_BLOCK], dtype=tl.float32)
+    for j in range(0, count, PARTIALS_BLOCK):
+        acc += tl.load(values + j + offsets, mask=j + offsets < count, other=0.0)
+    return tl.sum(acc, axis=0)
 
 
 @triton.jit
@@ -113,23 +133,15 @@ def _tensor_coefficients(
     row = table + t * 8
     first = tl.load(row + 6)
     count = tl.load(row + 7)
-    offsets = tl.arange(0, PARTIALS_BLOCK)
     if GIVEN_SQ:
         g_sq = tl.load(given_sq + t).to(tl.float32)
     else:
-        acc = tl.zeros([PARTIALS_BLOCK], dtype=tl.float32)
-        for j in range(0, count, PARTIALS_BLOCK):
-            acc += tl.load(partials + first + j + offsets, mask=j + offsets < count, other=0.0)
-        g_sq = tl.sum(acc, axis=0)
+        g_sq = _sum_partials(partials + first, count, PARTIALS_BLOCK)
     factor = 1.0
     if GIVEN_SCALES:
         factor = tl.load(given_scales + t).to(tl.float32)
     if RULE != 0:
-        w_acc = tl.zeros([PARTIALS_BLOCK], dtype=tl.float32)
-        for j in range(0, count, PARTIALS_BLOCK):
-            w_acc += tl.load(partials + n_chunks_total + first + j + offsets, mask=j + offsets < count,
-                             other=0.0)
-        w_norm = tl.sqrt(tl.sum(w_acc, axis=0))
+        w_norm = tl.sqrt(_sum_partials(partials + n_chunks_total + first, count, PARTIALS_BLOCK))
         g_norm = tl.sqrt(g_sq)
         if RULE == 3:  # LARS: η‖w‖ / (‖g‖ + β‖w‖ + ε)
             ratio = eta * w_norm / (g_norm + weight_decay * w_norm + factor_eps)
@@ -171,13 +183,7 @@ def _tensor_coefficients(
 def _novograd_update(table, chunks, coefficients, beta1, W_DTYPE: tl.constexpr,
                      G_DTYPE: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
     """m ← β1 m + c_g g + c_w w; w ← w − step·m − decay·w, with the tensor's coefficients."""
-    c = tl.program_id(0)
-    t = tl.load(chunks + 2 * c)
-    start = tl.load(chunks + 2 * c + 1) * CHUNK
-    row = table + t * 8
-    n = tl.load(row + 5)
-    w_ptr = tl.load(row + 0).to(tl.pointer_type(W_DTYPE))
-    g_ptr = tl.load(row + 1).to(tl.pointer_type(G_DTYPE))
+    _, t, row, start, n, w_ptr, g_ptr = _chunk_prologue(table, chunks, W_DTYPE, G_DTYPE, CHUNK)
     m_ptr = tl.load(row + 2).to(tl.pointer_type(tl.float32))
     c_g = tl.load(coefficients + 4 * t)
     c_w = tl.load(coefficients + 4 * t + 1)
@@ -204,13 +210,7 @@ def _momentum_update(table, chunks, factors, momentum, buffer_rate, step_rate, w
     FACTOR_ON_GRAD (LARC) else 1; buf ← d on a tensor's first step (SGD), else
     μ buf + a·d with a = buffer_rate·f if the factor is on the step (LARS) else buffer_rate;
     w ← w − step_rate·(d + μ buf if NESTEROV else buf), or w − step_rate·d without momentum."""
-    c = tl.program_id(0)
-    t = tl.load(chunks + 2 * c)
-    start = tl.load(chunks + 2 * c + 1) * CHUNK
-    row = table + t * 8
-    n = tl.load(row + 5)
-    w_ptr = tl.load(row + 0).to(tl.pointer_type(W_DTYPE))
-    g_ptr = tl.load(row + 1).to(tl.pointer_type(G_DTYPE))
+    _, t, row, start, n, w_ptr, g_ptr = _chunk_prologue(table, chunks, W_DTYPE, G_DTYPE, CHUNK)
     b_ptr = tl.load(row + 2).to(tl.pointer_type(B_DTYPE))
     is_first = tl.load(row + 3) != 0
     grad_factor = 1.0
