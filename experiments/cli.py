@@ -133,7 +133,7 @@ def _cmd_bench_harness(args: argparse.Namespace, console: Console) -> int:
 
     with console.status("benchmarking") as status:
         rows = run_benchmark(args.overrides, args.rounds, progress=lambda text: status.update(text))
-    table = Table(title=f"optbench train vs a bare loop ({setting(args.overrides)}); median of {args.rounds} rounds")
+    table = Table(title=f"optbench train vs a bare loop ({setting(args.overrides)}); medians of {args.rounds} rounds")
     for column, justify in (("row", "left"), ("samples/s", "right"), ("x bare", "right"), ("rounds", "left")):
         table.add_column(column, justify=justify)
     relative = ratios(rows)
@@ -274,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     harness = targets.add_parser("harness", help="time optbench train against a bare PyTorch loop")
     harness.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                          help="config overrides (default: task=vision optimizer.name=adamw trainer.max_steps=300)")
-    harness.add_argument("--rounds", type=_positive_int, default=3, help="alternating rounds (default 3)")
+    harness.add_argument("--rounds", type=_positive_int, default=5, help="alternating rounds (default 5)")
     harness.set_defaults(func=_cmd_bench_harness)
 
     keys = f"config keys and their defaults:\n\n{config_reference()}"
