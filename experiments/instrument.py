@@ -1,9 +1,10 @@
 """Instrumentation: what a run records while it trains, and the divergence check.
 
 Scalars (loss, LR, throughput, wall time, validation metrics) go to ``metrics.jsonl`` every
-``log_every_n_steps`` (throughput from the training steps alone: ``experiments.step_timer``); per-layer gradient norm, weight norm, update/weight ratio and (for LARC
-and LARS) the trust ratio go to ``layers.jsonl`` every ``layer_stats_every_n_steps``. Rows are
-flushed as they are written, so a killed run keeps everything it logged.
+``log_every_n_steps`` (throughput from the training steps alone: ``experiments.step_timer``);
+per-layer gradient norm, weight norm, update/weight ratio and (for LARC and LARS) the trust ratio
+go to ``layers.jsonl`` every ``layer_stats_every_n_steps``. Rows are flushed as they are
+written, so a killed run keeps everything it logged.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class Instrumentation(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.first_loss = state_dict["first_loss"]
         self.elapsed_before = state_dict["elapsed"]
-        self.step_timer.load_state_dict(state_dict["step_timer"])
+        if "step_timer" in state_dict:  # absent from checkpoints written before it was kept
+            self.step_timer.load_state_dict(state_dict["step_timer"])
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)

@@ -18,5 +18,5 @@ for path in sorted(pathlib.Path("runs/task-budgets").glob("*/summary.json")):
     s = json.loads(path.read_text())
     print(f"{s['task']:7s} {s['optimizer']:9s} lr={s['lr']:<6g} steps={s['global_step']:5d} "
           f"{s['metric']} best={s['best'][s['metric']]:.4f} steps_to_target({s['target']})={s['steps_to_target']} "
-          f"wall={s['wall_time_s']:.0f}s status={s['status']}")
+          f"wall={s['wall_time_s']:.0f}s {s['throughput_samples_per_s']:.0f} samples/s status={s['status']}")
 PY
