@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run on a GPU machine without internet, from the repository root, with gpu-wheels/ (made by
 # scripts/gpu_wheels.sh) carried along: installs from it whatever the machine's python lacks,
-# then runs the tests marked `gpu` of the optimizers, the CUDA optimizer benchmark and, for each
+# then runs the tests marked `gpu` (optimizers; each task in bf16-mixed), the CUDA optimizer benchmark and, for each
 # task's large size, optbench train against a bare loop (the GPU throughput of each large task),
 # writing everything under $OUT (default gpu-results/): env.txt, pytest_gpu.txt, bench_cuda.md,
 # harness_<task>.txt.
@@ -18,7 +18,8 @@ mkdir -p "$out"
 "$python" -m pip install -q --no-index --find-links gpu-wheels -r gpu-wheels/requirements.txt \
     > "$out/install.txt" 2>&1 || { echo "gpu_check: install failed (see $out/install.txt)" >&2; exit 1; }
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-OPTBENCH_TEST_GPU=1 timeout 300 "$python" -m pytest -m gpu tests/optimizers -q -p no:cacheprovider \
+OPTBENCH_TEST_GPU=1 timeout 300 "$python" -m pytest -m gpu tests/optimizers tests/experiments/test_gpu_training.py \
+    -q -p no:cacheprovider \
     > "$out/pytest_gpu.txt" 2>&1
 status=$?
 echo "pytest -m gpu: exit $status" >> "$out/env.txt"

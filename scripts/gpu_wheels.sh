@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with PyPI access), before a session that has a GPU but no internet: puts
 # into gpu-wheels/ (git-ignored; pass it to the GPU machine as a carried path, 64 MiB at most) the
-# wheels that `pytest -m gpu tests/optimizers` and `optbench bench optimizers --device cuda` need
+# wheels that scripts/gpu_check.sh (the `gpu` tests, the CUDA benchmarks, the large tasks) needs
 # beside the GPU machine's own torch and triton (never downloaded: the GPU build comes with them).
 # omegaconf's antlr4-python3-runtime==4.9.3 has no wheel on PyPI: it is built with `pip wheel`.
 # GPU_PYTHON_VERSION (default: this python's, e.g. 311) must match the GPU machine's python.
@@ -20,6 +20,7 @@ packages=(
     pytorch-lightning lightning-utilities torchmetrics fsspec pyyaml tqdm typing-extensions
     aiohttp aiohappyeyeballs aiosignal attrs frozenlist multidict propcache yarl idna  # fsspec[http]
     omegaconf numpy
+    filelock espeakng-loader  # the ASR task's feature cache and built-in speech synthesis
 )
 "$python" -m pip download -q --no-deps --only-binary=:all: --python-version "$version" \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
