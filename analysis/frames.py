@@ -25,10 +25,12 @@ target                         the steps-to-target threshold
 best, final                    the metric's best and last value (NaN: none, or not finite)
 steps_to_target                first step that met the target; NaN if none did
 global_step, max_steps         steps taken and the budget, int
-wall_time_s                    training seconds
-throughput_samples_per_s,
+wall_time_s                    training seconds, validations included
+train_step_time_s,             a training step's mean time (validations and warm-up left out) and
+throughput_samples_per_s       the effective batch over it
 peak_memory_bytes,
 optimizer_state_bytes,
+num_parameters,
 grad_noise_scale               from the summary (NaN without one)
 config.<dotted.key>            every config key, flattened (lists as JSON text):
                                ``config.optimizer.options.momentum``, ``config.trainer.max_steps``
@@ -60,7 +62,8 @@ __all__ = [
     "Frames", "RUN_COLUMNS", "METRIC_COLUMNS", "LAYER_COLUMNS", "LAYER_VALUES", "CONFIG_PREFIX", "STATUSES",
     "SOURCE", "PATH", "STUDY", "RUN_ID", "TASK", "SIZE", "OPTIMIZER", "BATCH_SIZE", "LR", "WEIGHT_DECAY", "SEED",
     "STATUS", "ERROR", "METRIC", "HIGHER_IS_BETTER", "TARGET", "BEST", "FINAL", "STEPS_TO_TARGET", "GLOBAL_STEP",
-    "MAX_STEPS", "WALL_TIME_S", "THROUGHPUT", "PEAK_MEMORY", "STATE_BYTES", "GRAD_NOISE_SCALE",
+    "MAX_STEPS", "WALL_TIME_S", "STEP_TIME_S", "THROUGHPUT", "PEAK_MEMORY", "STATE_BYTES", "NUM_PARAMETERS",
+    "GRAD_NOISE_SCALE",
     "STEP", "EPOCH", "WALL_TIME", "VALUE", "LAYER",
 ]
 
@@ -70,9 +73,9 @@ TASK, SIZE, OPTIMIZER, BATCH_SIZE, LR, WEIGHT_DECAY, SEED = (
 STATUS, ERROR = "status", "error"
 METRIC, HIGHER_IS_BETTER, TARGET, BEST, FINAL, STEPS_TO_TARGET = (
     "metric", "higher_is_better", "target", "best", "final", "steps_to_target")
-GLOBAL_STEP, MAX_STEPS, WALL_TIME_S = "global_step", "max_steps", "wall_time_s"
-THROUGHPUT, PEAK_MEMORY, STATE_BYTES, GRAD_NOISE_SCALE = (
-    "throughput_samples_per_s", "peak_memory_bytes", "optimizer_state_bytes", "grad_noise_scale")
+GLOBAL_STEP, MAX_STEPS, WALL_TIME_S, STEP_TIME_S = "global_step", "max_steps", "wall_time_s", "train_step_time_s"
+THROUGHPUT, PEAK_MEMORY, STATE_BYTES, NUM_PARAMETERS, GRAD_NOISE_SCALE = (
+    "throughput_samples_per_s", "peak_memory_bytes", "optimizer_state_bytes", "num_parameters", "grad_noise_scale")
 STEP, EPOCH, WALL_TIME, VALUE, LAYER = "step", "epoch", "wall_time", "value", "layer"
 CONFIG_PREFIX = "config."
 
@@ -84,7 +87,8 @@ _RUN_DTYPES: dict[str, str] = {
     BATCH_SIZE: "Int64", LR: "float64", WEIGHT_DECAY: "float64", SEED: "Int64", STATUS: "str", ERROR: "str",
     METRIC: "str", HIGHER_IS_BETTER: "boolean", TARGET: "float64", BEST: "float64", FINAL: "float64",
     STEPS_TO_TARGET: "float64", GLOBAL_STEP: "Int64", MAX_STEPS: "Int64", WALL_TIME_S: "float64",
-    THROUGHPUT: "float64", PEAK_MEMORY: "float64", STATE_BYTES: "float64", GRAD_NOISE_SCALE: "float64",
+    STEP_TIME_S: "float64", THROUGHPUT: "float64", PEAK_MEMORY: "float64", STATE_BYTES: "float64",
+    NUM_PARAMETERS: "Int64", GRAD_NOISE_SCALE: "float64",
 }
 RUN_COLUMNS = tuple(_RUN_DTYPES)
 METRIC_COLUMNS = (STUDY, RUN_ID, STEP, EPOCH, WALL_TIME, METRIC, VALUE)

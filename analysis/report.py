@@ -32,7 +32,8 @@ __all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLU
 
 RUNS_COLUMNS = [F.STUDY, F.RUN_ID, F.TASK, F.SIZE, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.WEIGHT_DECAY, F.SEED, F.STATUS,
                 F.METRIC, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S,
-                F.THROUGHPUT, F.PEAK_MEMORY, F.STATE_BYTES, F.GRAD_NOISE_SCALE, F.ERROR, F.PATH]
+                F.STEP_TIME_S, F.THROUGHPUT, F.PEAK_MEMORY, F.STATE_BYTES, F.NUM_PARAMETERS, F.GRAD_NOISE_SCALE,
+                F.ERROR, F.PATH]
 _PROBLEMS = ("diverged", "failed", "interrupted", "incomplete", "running")
 
 

@@ -98,8 +98,9 @@ def run_row(source: str, path: str, study: str, run_id: str, config: dict[str, A
         F.BEST: (s.get("best") or {}).get(metric), F.FINAL: (s.get("final") or {}).get(metric),
         F.STEPS_TO_TARGET: s.get("steps_to_target"), F.GLOBAL_STEP: s.get("global_step"),
         F.MAX_STEPS: _get(config, "trainer.max_steps"), F.WALL_TIME_S: s.get("wall_time_s"),
-        F.THROUGHPUT: s.get("throughput_samples_per_s"), F.PEAK_MEMORY: s.get("peak_memory_bytes"),
-        F.STATE_BYTES: s.get("optimizer_state_bytes"), F.GRAD_NOISE_SCALE: s.get("grad_noise_scale"),
+        F.STEP_TIME_S: s.get("train_step_time_s"), F.THROUGHPUT: s.get("throughput_samples_per_s"),
+        F.PEAK_MEMORY: s.get("peak_memory_bytes"), F.STATE_BYTES: s.get("optimizer_state_bytes"),
+        F.NUM_PARAMETERS: s.get("num_parameters"), F.GRAD_NOISE_SCALE: s.get("grad_noise_scale"),
         **flatten(config),
     }
 
