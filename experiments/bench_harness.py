@@ -33,10 +33,11 @@ from lightning_fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 
 from experiments.config import ConfigError, load_config
-from experiments.step_timer import StepTimer
+from experiments.step_timer import WARMUP_STEPS, StepTimer
 from experiments.train import build_run, train
 
-__all__ = ["HarnessRow", "run_benchmark", "ratios", "setting", "DEFAULT_OVERRIDES", "BARE", "TRAINING_STEPS", "WHOLE_RUN", "bare_loop"]
+__all__ = ["HarnessRow", "run_benchmark", "bare_loop", "ratios", "setting", "DEFAULT_OVERRIDES", "BARE",
+           "TRAINING_STEPS", "WHOLE_RUN"]
 
 DEFAULT_OVERRIDES = ("task=vision", "optimizer.name=adamw", "trainer.max_steps=300")
 BARE, TRAINING_STEPS, WHOLE_RUN = "bare loop", "optbench train, training steps", "optbench train, whole run"
@@ -59,8 +60,12 @@ def _device(config: DictConfig) -> torch.device:
 
 
 def _check_comparable(config: DictConfig) -> None:
-    """The bare loop is one device, no accumulation or clipping, float32 or bf16 autocast."""
+    """The bare loop is one device, no accumulation or clipping, float32 or bf16 autocast, and
+    times the steps after the warm-up."""
     trainer = config.trainer
+    if trainer.max_steps <= WARMUP_STEPS + 1:
+        raise ConfigError(f"bench harness times the steps after the first {WARMUP_STEPS}: "
+                          f"trainer.max_steps must be over {WARMUP_STEPS + 1}")
     if trainer.devices * trainer.num_nodes != 1 or trainer.accumulate_grad_batches != 1:
         raise ConfigError("bench harness compares one device without gradient accumulation")
     if trainer.gradient_clip_val is not None:

@@ -20,13 +20,15 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-__all__ = ["StepTimer"]
+__all__ = ["StepTimer", "WARMUP_STEPS"]
+
+WARMUP_STEPS = 5  # left out at the start of every process
 
 
 class StepTimer:
     """Accumulates the counted step intervals; ``state_dict`` carries them across a resume."""
 
-    def __init__(self, skip_first: int = 5) -> None:
+    def __init__(self, skip_first: int = WARMUP_STEPS) -> None:
         self.skip_first = skip_first
         self.seconds = 0.0  # the counted intervals, all attempts together
         self.steps = 0

@@ -3,6 +3,8 @@ command prints its three rows (a real subprocess)."""
 
 from __future__ import annotations
 
+import pytest
+
 from experiments.bench_harness import BARE, TRAINING_STEPS, WHOLE_RUN, bare_loop
 from experiments.config import load_config
 from experiments.train import train
@@ -32,6 +34,9 @@ def test_the_command_prints_three_rows_against_the_bare_loop():
     assert all(float(samples) > 0 and float(ratio) > 0 for samples, ratio, _ in rows.values())
 
 
-def test_accumulation_is_refused_in_one_line():
-    result = optbench("bench", "harness", *TINY, "trainer.accumulate_grad_batches=2")
-    assert_one_line_error(result, r"bench harness compares one device without gradient accumulation")
+@pytest.mark.parametrize("setting, message", [
+    ("trainer.accumulate_grad_batches=2", r"bench harness compares one device without gradient accumulation"),
+    ("trainer.max_steps=6", r"bench harness times the steps after the first 5: trainer.max_steps must be over 6"),
+])
+def test_what_the_bare_loop_cannot_match_is_refused_in_one_line(setting, message):
+    assert_one_line_error(optbench("bench", "harness", *TINY, setting), message)
