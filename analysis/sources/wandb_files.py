@@ -133,6 +133,14 @@ def _remove(target: dict[str, Any], item: Any) -> None:
     target.pop(path[-1], None)
 
 
+def _apply(target: dict[str, Any], change: Any) -> None:
+    """A config or summary record: its updates assigned into ``target``, its removals removed."""
+    for item in change.update:
+        _assign(target, item, _item_value(item))
+    for item in change.remove:
+        _remove(target, item)
+
+
 def read_wandb_run(folders: list[Path]) -> RunData:
     """The attempts of one wandb run (its folders, oldest first) → ``RunData``. A file that cannot
     be read is left out with one warning naming it."""
@@ -154,20 +162,14 @@ def read_wandb_run(folders: list[Path]) -> RunData:
                     for item in run.config.update:
                         _assign(config, item, _item_value(item))
                 elif kind == "config":
-                    for item in record.config.update:
-                        _assign(config, item, _item_value(item))
-                    for item in record.config.remove:
-                        _remove(config, item)
+                    _apply(config, record.config)
                 elif kind == "history":
                     row: dict[str, Any] = {}
                     for item in record.history.item:
                         _assign(row, item, _item_value(item))
                     history.append(row)
                 elif kind == "summary":
-                    for item in record.summary.update:
-                        _assign(summary, item, _item_value(item))
-                    for item in record.summary.remove:
-                        _remove(summary, item)
+                    _apply(summary, record.summary)
                 elif kind == "exit":
                     exit_code = record.exit.exit_code
         except (OSError, ValueError) as error:  # WandbFileError, protobuf DecodeError, bad JSON
