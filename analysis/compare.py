@@ -16,7 +16,7 @@ from analysis.memory import memory_table
 from analysis.profiles import performance_profile, task_costs
 from analysis.scaling import critical_batch_table, scaling_table
 from analysis.stability import largest_stable_lr, stability_table
-from analysis.tables import paper_table
+from analysis.paper_table import paper_table
 
 __all__ = ["Comparison", "compare", "PROFILE_COSTS"]
 

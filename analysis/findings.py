@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis import frames as F
 from analysis.compare import Comparison
-from analysis.tables import format_mean_std
+from analysis.paper_table import format_mean_std
 
 __all__ = ["findings"]
 

@@ -26,7 +26,7 @@ from analysis import frames as F
 from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
-from analysis.tables import format_mean_std, paper_latex, paper_markdown
+from analysis.paper_table import format_mean_std, paper_latex, paper_markdown
 
 __all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLUMNS"]
 

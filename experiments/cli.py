@@ -71,7 +71,7 @@ def result_line(summary: dict[str, Any], where: str) -> str:
     """The one line ``optbench train`` ends with, e.g. ``completed: runs/default/0a1b2c3d4e5f
     val/acc best=0.9612  steps_to_target=600 (target 0.93)  300 steps in 37.2s`` (a diverged
     run's step count is where it stopped). Printed as plain text: never wrapped."""
-    from experiments.progress import format_duration
+    from experiments.callbacks.progress import format_duration
 
     metric = summary["metric"]
     reached = summary["steps_to_target"]
@@ -82,18 +82,18 @@ def result_line(summary: dict[str, Any], where: str) -> str:
 
 
 def _cmd_optimizers(args: argparse.Namespace, console: Console) -> int:
-    from experiments.tables import optimizer_table
+    from experiments.optimizer_listing import optimizer_table
 
     console.print(optimizer_table())
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from experiments.bench_optimizers import missing_peers, run_benchmark
-    from experiments.tables import bench_markdown, bench_table
+    from experiments.bench.optimizer_steps import missing_peers, time_optimizer_steps
+    from experiments.bench.optimizer_step_table import bench_markdown, bench_table
 
     with console.status("benchmarking") as status:
-        rows = run_benchmark(
+        rows = time_optimizer_steps(
             small=args.small, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
             threads=args.threads, only=args.only, include_peers=not args.no_peers,
             progress=lambda text: status.update(text), device=args.device,
@@ -112,10 +112,10 @@ def _cmd_bench_analysis(args: argparse.Namespace, console: Console) -> int:
 
     from rich.table import Table
 
-    from analysis.bench import run_benchmark
+    from experiments.bench.analysis_speed import time_analysis
 
     with console.status("benchmarking") as status:
-        rows = run_benchmark(args.runs, args.steps, Path(args.dir) if args.dir else None,
+        rows = time_analysis(args.runs, args.steps, Path(args.dir) if args.dir else None,
                              progress=lambda text: status.update(text))
     table = Table(title=f"analysis of {args.runs} runs x {args.steps} logged steps")
     for column, justify in (("stage", "left"), ("seconds", "right"), ("", "left")):
@@ -129,10 +129,10 @@ def _cmd_bench_analysis(args: argparse.Namespace, console: Console) -> int:
 def _cmd_bench_harness(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
-    from experiments.bench_harness import ratios, run_benchmark, setting
+    from experiments.bench.harness import ratios, setting, time_harness
 
     with console.status("benchmarking") as status:
-        rows = run_benchmark(args.overrides, args.rounds, progress=lambda text: status.update(text))
+        rows = time_harness(args.overrides, args.rounds, progress=lambda text: status.update(text))
     table = Table(title=f"optbench train vs a bare loop ({setting(args.overrides)}); medians of {args.rounds} rounds")
     for column, justify in (("row", "left"), ("samples/s", "right"), ("x bare", "right"), ("rounds", "left")):
         table.add_column(column, justify=justify)
@@ -161,8 +161,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from experiments.config import load_config
 
     config = load_config(args.overrides, path=args.config)  # bad input fails before Lightning loads
-    from experiments import progress
-    from experiments.interrupt import Interrupted
+    from experiments.callbacks import progress
+    from experiments.callbacks.interrupt import Interrupted
     from experiments.store import RunLockedError
     from experiments.train import run_dir, train
 

@@ -26,10 +26,10 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
 )
-from experiments.instrument import Instrumentation
-from experiments.interrupt import Interrupted, StopOnSignal
-from experiments.noise_scale import GradientNoiseScale
-from experiments.progress import Progress, log
+from experiments.callbacks.instrument import Instrumentation
+from experiments.callbacks.interrupt import Interrupted, StopOnSignal
+from experiments.callbacks.noise_scale import GradientNoiseScale
+from experiments.callbacks.progress import Progress, log
 from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
 from experiments.tasks import build_task
@@ -101,7 +101,7 @@ def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional
     same run raises ``RunLockedError`` instead of training into the same directory. SIGINT and
     SIGTERM stop the run at the next batch boundary: its summary says ``interrupted by SIGTERM``
     (say), and ``Interrupted`` is raised; the same call resumes it. ``progress_every_s`` reports
-    progress (``experiments.progress``) that often; None: silent.
+    progress (``experiments.callbacks.progress``) that often; None: silent.
     """
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no banners: the store records
     store = RunStore(run_dir(config))
@@ -182,7 +182,7 @@ def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bo
             use_distributed_sampler=False,  # the data module shards training and validation itself
             logger=False,  # Instrumentation logs to the store and wandb, at the same steps
             callbacks=[*callbacks, checkpoint, stop, *progress],
-            enable_progress_bar=False,  # experiments.progress reports instead
+            enable_progress_bar=False,  # experiments.callbacks.progress reports instead
             enable_model_summary=False,
             deterministic=False,
         )

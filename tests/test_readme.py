@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from experiments.config import config_reference
-from experiments.tables import optimizer_markdown
+from experiments.optimizer_listing import optimizer_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

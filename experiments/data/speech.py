@@ -125,7 +125,7 @@ def _transcripts(kind: str, count: int, rng: random.Random) -> list[str]:
 
 def _synthesise(kind: str, count: int, seed: int, split: str) -> Utterances:
     from experiments.data.espeak import speaker
-    from experiments.progress import track
+    from experiments.callbacks.progress import track
 
     rng = random.Random(seed)
     voice_pool = VOICES[:1] if kind == "digits" else VOICES

@@ -197,7 +197,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 def test_bench_says_which_peer_rows_it_left_out():
     """Without the ``bench`` extra the peer implementations' rows are left out, and the output
     says so, naming the packages; with it installed, no such line."""
-    from experiments.bench_optimizers import missing_peers
+    from experiments.bench.optimizer_steps import missing_peers
 
     result = optbench("bench", "optimizers", "--small", "--rounds", "1", "--steps", "1", "--warmup", "1",
                       "--only", "novograd")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from experiments.config import ConfigError, load_config
-from experiments.noise_scale import GradientNoiseScale, NoiseScaleEstimator
+from experiments.callbacks.noise_scale import GradientNoiseScale, NoiseScaleEstimator
 from experiments.store import RunStore
 from experiments.train import run_dir, train
 from tests.experiments.support import TINY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from experiments.peak_memory import PeakMemory
+from experiments.callbacks.peak_memory import PeakMemory
 
 MIB = 2**20
 

@@ -3,7 +3,7 @@
 A batch job's output goes to a file, where a progress bar is noise and silence looks like a hang:
 there, a line every few seconds says where the run is (step, loss, last validation metric,
 samples/s, ETA). On a terminal a rich progress bar says the same in place. Everything is reported
-through the ``experiments.progress`` logger at INFO level, which is silent until someone asks for
+through the ``experiments.callbacks.progress`` logger at INFO level, which is silent until someone asks for
 it (``report_to``, as the CLI does): ``train()`` called from Python or a test prints nothing.
 
 Long data preparation (synthesising the speech corpus takes about 45 s the first time) reports

@@ -1,7 +1,7 @@
 """Instrumentation: what a run records while it trains, and the divergence check.
 
 Scalars (loss, LR, throughput, wall time, validation metrics) go to ``metrics.jsonl`` every
-``log_every_n_steps`` (throughput from the training steps alone: ``experiments.step_timer``);
+``log_every_n_steps`` (throughput from the training steps alone: ``experiments.callbacks.step_timer``);
 per-layer gradient norm, weight norm, update/weight ratio and (for LARC and LARS) the trust ratio
 go to ``layers.jsonl`` every ``layer_stats_every_n_steps``. Rows are flushed as they are
 written, so a killed run keeps everything it logged.
@@ -17,8 +17,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from experiments.peak_memory import PeakMemory
-from experiments.step_timer import StepTimer
+from experiments.callbacks.peak_memory import PeakMemory
+from experiments.callbacks.step_timer import StepTimer
 from experiments.store import RunStore
 from optimizers import LARC, LARS
 from optimizers.larc import larc_grad_scales

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from experiments.interrupt import Interrupted, StopOnSignal
+from experiments.callbacks.interrupt import Interrupted, StopOnSignal
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.step_timer import StepTimer
+from experiments.callbacks.step_timer import StepTimer
 
 
 def run(timer: StepTimer, ends: list[float], pause_before: tuple[int, ...] = ()) -> StepTimer:

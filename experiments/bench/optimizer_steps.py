@@ -21,12 +21,12 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from experiments.instrument import optimizer_state_bytes
+from experiments.callbacks.instrument import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
 from optimizers.did_you_mean import did_you_mean
 
 __all__ = [
-    "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "run_benchmark", "missing_peers", "PEERS",
+    "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "time_optimizer_steps", "missing_peers", "PEERS",
     "REFERENCE_ROW", "ADAM_STATE_ROW", "FLOOR_BYTES_PER_VALUE",
 ]
 
@@ -187,7 +187,7 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
     row.state_bytes = optimizer_state_bytes(optimizer)
 
 
-def run_benchmark(
+def time_optimizer_steps(
     small: bool = False,
     steps: int = 10,
     warmup: int = 3,

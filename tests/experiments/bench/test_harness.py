@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench_harness import BARE, TRAINING_STEPS, WHOLE_RUN, bare_loop
+from experiments.bench.harness import BARE, TRAINING_STEPS, WHOLE_RUN, bare_loop
 from experiments.config import load_config
 from experiments.train import train
 from tests.experiments.support import TINY

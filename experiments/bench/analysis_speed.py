@@ -26,7 +26,7 @@ from analysis.load import load
 from analysis.report import write_figures, write_tables
 from experiments.store import find_runs
 
-__all__ = ["generate", "run_benchmark"]
+__all__ = ["generate", "time_analysis"]
 
 T = TypeVar("T")
 OPTIMIZERS = ("novograd", "adamw", "sgd", "larc_sgd")
@@ -78,7 +78,7 @@ def naive(root: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_benchmark(runs: int, steps: int, root: Path | None = None,
+def time_analysis(runs: int, steps: int, root: Path | None = None,
                   progress: Callable[[str], None] = lambda text: None) -> list[tuple[str, float, str]]:
     """Generate the store under ``root`` (a temporary directory, removed after, when None) and
     time each stage; returns rows (stage, seconds, note)."""

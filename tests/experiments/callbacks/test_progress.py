@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from experiments.progress import format_duration, track
+from experiments.callbacks.progress import format_duration, track
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -22,7 +22,7 @@ def test_track_yields_every_item_and_reports_progress(caplog):
     """``track`` yields the items unchanged, in order, and logs ``<what>: i/n, ETA ...`` lines at
     INFO (every item with every_s=0) ending with the total time."""
     items = list(range(5))
-    with caplog.at_level(logging.INFO, logger="experiments.progress"):
+    with caplog.at_level(logging.INFO, logger="experiments.callbacks.progress"):
         assert list(track(items, "synthesising", every_s=0)) == items
     lines = [r.getMessage() for r in caplog.records]
     assert [re.match(r"synthesising: (\d)/5, ", line)[1] for line in lines] == ["1", "2", "3", "4", "5"]
@@ -32,6 +32,6 @@ def test_track_yields_every_item_and_reports_progress(caplog):
 
 def test_track_is_quiet_between_reports(caplog):
     """With a long interval only the last item is reported: a fast preparation says one line."""
-    with caplog.at_level(logging.INFO, logger="experiments.progress"):
+    with caplog.at_level(logging.INFO, logger="experiments.callbacks.progress"):
         assert list(track("abc", "preparing", every_s=3600)) == ["a", "b", "c"]
     assert [r.getMessage().split(",")[0] for r in caplog.records] == ["preparing: 3/3"]

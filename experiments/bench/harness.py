@@ -33,10 +33,10 @@ from lightning_fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 
 from experiments.config import ConfigError, load_config
-from experiments.step_timer import WARMUP_STEPS, StepTimer
+from experiments.callbacks.step_timer import WARMUP_STEPS, StepTimer
 from experiments.train import build_run, train
 
-__all__ = ["HarnessRow", "run_benchmark", "bare_loop", "ratios", "setting", "DEFAULT_OVERRIDES", "BARE",
+__all__ = ["HarnessRow", "time_harness", "bare_loop", "ratios", "setting", "DEFAULT_OVERRIDES", "BARE",
            "TRAINING_STEPS", "WHOLE_RUN"]
 
 DEFAULT_OVERRIDES = ("task=vision", "optimizer.name=adamw", "trainer.max_steps=300")
@@ -116,7 +116,7 @@ def setting(overrides: Sequence[str] = ()) -> str:
     return " ".join(f"{key}={value}" for key, value in words.items())
 
 
-def run_benchmark(overrides: Sequence[str] = (), rounds: int = 5,
+def time_harness(overrides: Sequence[str] = (), rounds: int = 5,
                   progress: Callable[[str], None] = lambda text: None) -> list[HarnessRow]:
     """The three rows over ``rounds`` alternating rounds; ``overrides`` go after DEFAULT_OVERRIDES."""
     config = load_config([*DEFAULT_OVERRIDES, *overrides])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import frames as F
-from analysis.tables import format_mean_std, latex_escape, paper_latex, paper_markdown, paper_table
+from analysis.paper_table import format_mean_std, latex_escape, paper_latex, paper_markdown, paper_table
 
 
 def _paper() -> pd.DataFrame:
