@@ -5,6 +5,7 @@
 #   scripts/measure.sh                  every CPU section, one after another (hours)
 #   scripts/measure.sh tests harness    only these sections; the others keep their text and stamps
 #   scripts/measure.sh --list           the sections and what each measures
+#   scripts/measure.sh gpu              on a GPU machine, after OPTBENCH_TORCH=torch scripts/setup.sh
 #
 # Timings are worth recording only on a machine with nothing else running: each stamp says the
 # load average when its section started. Sections run in temporary directories (removed at the
@@ -97,7 +98,7 @@ section_test_parts() {
     echo
     echo "The SLURM tests' slowest steps (the cluster starts in the setup of the first):"
     echo
-    sed -n '/slowest 3 durations/,/^$/p' "$work/out" | sed '1d;/^$/d' | fenced
+    grep -E '^[0-9.]+s +(setup|call|teardown) ' "$work/out" | fenced
 }
 
 section_optimizers() {
