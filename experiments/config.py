@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     source: str = "builtin"  # builtin | cifar10 | imagefolder (vision) | manifest (asr) | text (lm)
-    path: Optional[str] = None  # the real data set (see README: Data)
+    path: Optional[str] = None  # the real data set (see docs/training.md#data)
     val_path: Optional[str] = None  # validation manifest for data.source=manifest
     batch_size: int = 64  # per-device batch size
     num_workers: int = 0  # DataLoader workers (does not change results)
@@ -411,7 +411,7 @@ def _field_comments(cls: type) -> dict[str, str]:
 
 def config_reference() -> str:
     """Every config key with its default and its comment from the schema, a blank line between
-    groups: the text ``optbench train --help`` ends with and the README's key list."""
+    groups: the text ``optbench train --help`` ends with and the key list in docs/training.md."""
     defaults = OmegaConf.structured(RunConfig)
     lines, rows = [], []
     for key in _known_keys():

@@ -1,4 +1,4 @@
-"""The optimizer listing: what ``optbench optimizers`` prints (rich) and the README embeds (Markdown)."""
+"""The optimizer listing: what ``optbench optimizers`` prints (rich) and docs/optimizers.md embeds (Markdown)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def optimizer_table() -> Table:
 
 
 def optimizer_markdown() -> str:
-    """The README's optimizer table; a test keeps the README equal to this."""
+    """The registry table of docs/optimizers.md; a test keeps the page equal to this."""
     lines = ["| name | what | defaults |", "|---|---|---|"]
     lines += [f"| `{n}` | {d} | {o} |" for n, d, o in optimizer_rows() if not n.startswith(LARC_PREFIX)]
     return "\n".join(lines)

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Measure the numbers the docs quote and write them into docs/measurements.md: one section per
+# measurement, each stamped with the commit, date, torch version, machine and load it ran at.
+#
+#   scripts/measure.sh                  every CPU section, one after another (hours)
+#   scripts/measure.sh tests harness    only these sections; the others keep their text and stamps
+#   scripts/measure.sh --list           the sections and what each measures
+#   scripts/measure.sh gpu              on a GPU machine, after OPTBENCH_TORCH=torch scripts/setup.sh
+#
+# Timings are worth recording only on a machine with nothing else running: each stamp says the
+# load average when its section started. Sections run in temporary directories (removed at the
+# end), never in runs/ or report/, so nothing already there is reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+page=docs/measurements.md
+# name|title (the section's heading: docs link to its anchor)|what it measures
+sections=(
+    "tests|Tests|the number of tests, from pytest's collection (seconds)"
+    "test-suite|Test suite on a fresh clone|scripts/setup.sh and scripts/test.sh on a fresh clone of HEAD (~10 min)"
+    "test-parts|Triton and SLURM tests|the Triton-interpreter and SLURM-cluster tests on their own (~2 min)"
+    "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, the goals, the fused kernel's cold build (~5 min)"
+    "gpu|GPU|the CUDA optimizer step and each large task against a bare loop (needs a CUDA device; not in the default set)"
+    "harness|Harness|optbench bench harness, default vision and tiny lm/asr (~10 min)"
+    "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps (~2 min)"
+    "first-run|The default run|optbench train with no arguments (~5 min)"
+    "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
+    "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
+    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
+    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
+)
+field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
+
+if [ "${1:-}" = "--list" ]; then
+    for entry in "${sections[@]}"; do printf '%-18s %s\n' "${entry%%|*}" "${entry##*|}"; done
+    exit 0
+fi
+requested=("$@")
+if [ ${#requested[@]} -eq 0 ]; then
+    for entry in "${sections[@]}"; do [ "${entry%%|*}" = gpu ] || requested+=("${entry%%|*}"); done
+fi
+for name in "${requested[@]}"; do
+    if [ -z "$(field "$name" 1)" ]; then
+        echo "measure.sh: unknown section '$name' (sections: $(printf '%s\n' "${sections[@]}" | cut -d'|' -f1 | paste -sd' '))" >&2
+        exit 2
+    fi
+done
+
+bash scripts/setup.sh
+py=.venv/bin/python
+optbench=$PWD/.venv/bin/optbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export COLUMNS=150  # rich tables at full width in a pipe
+
+human() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
+timed() {  # run a command with its output in $work/out; print its wall time
+    local start; start=$(date +%s)
+    "$@" > "$work/out" 2>&1 || { tail -n 20 "$work/out" >&2; return 1; }
+    human $(($(date +%s) - start))
+}
+fenced() { echo '```text'; cat; echo '```'; }
+
+stamp() {  # the line under a section's title: when, at which commit, on what
+    local commit dirty="" gpu=""
+    commit=$(git rev-parse --short=12 HEAD)
+    git diff --quiet HEAD -- . ":(exclude)$page" || dirty=" plus uncommitted changes"
+    command -v nvidia-smi > /dev/null && gpu=", $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
+    echo "Measured by \`scripts/measure.sh $1\` at commit \`$commit\`$dirty on $(date -u +%Y-%m-%d):" \
+         "torch $("$py" -c 'import torch; print(torch.__version__)'), $(nproc) cores" \
+         "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))$gpu," \
+         "load average $(cut -d' ' -f1 /proc/loadavg) at the start."
+}
+
+section_tests() {
+    local all quick
+    all=$("$py" -m pytest --collect-only -q -p no:cacheprovider | tail -n 1)
+    quick=$("$py" -m pytest --collect-only -q -p no:cacheprovider -m "not slow" | tail -n 1)
+    echo "$(grep -o '^[0-9]*' <<<"$all") tests, $(grep -o '^[0-9]*' <<<"$quick") of them not marked slow" \
+         "(the quick subset, \`scripts/test.sh -m \"not slow\"\`)."
+}
+
+section_test_suite() {  # what CI's scripts/test.sh does, less installing SLURM's packages
+    local clone="$work/clone" install suite
+    git clone -q . "$clone"
+    install=$(timed bash "$clone/scripts/setup.sh")
+    suite=$(cd "$clone" && timed bash scripts/test.sh -q -p no:cacheprovider)
+    echo "- \`scripts/setup.sh\` (a new \`.venv\`; pip's cache as this machine has it): $install"
+    echo "- \`scripts/test.sh\`: $suite; pytest says \`$(tail -n 1 "$work/out" | tr -d '=' | sed 's/^ *//;s/ *$//')\`"
+}
+
+section_test_parts() {
+    local file took
+    for file in tests/optimizers/test_triton.py tests/experiments/studies/test_slurm.py; do
+        took=$(timed "$py" -m pytest "$file" -q -p no:cacheprovider --durations=3)
+        echo "- \`$file\`: $took; pytest says \`$(tail -n 1 "$work/out" | tr -d '=' | sed 's/^ *//;s/ *$//')\`"
+    done
+    echo
+    echo "The SLURM tests' slowest steps (the cluster starts in the setup of the first):"
+    echo
+    grep -E '^[0-9.]+s +(setup|call|teardown) ' "$work/out" | fenced
+}
+
+section_optimizers() {
+    bash scripts/bench_optimizers.sh --markdown > "$work/bench"
+    echo "\`scripts/bench_optimizers.sh --markdown\` (3 rounds × 10 steps after 3 warm-up steps, 2 threads):"
+    echo
+    grep '^|' "$work/bench"
+    grep '^peer rows left out' "$work/bench" || true
+    echo
+    echo "Goals (what the ratios mean: [Benchmarks](benchmarks.md#goals-on-a-cpu)):"
+    echo
+    "$py" - "$work/bench" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    if line.startswith("| ") and cells[0] != "optimizer":
+        rows[cells[0]] = cells
+ms = {name: float(cells[1]) for name, cells in rows.items()}
+peers = [name for name in ms if name.endswith("optimizer NovoGrad")]
+goals = [("NovoGrad ≤ 1.0× torch's fused Adam", "novograd (fused)", "torch Adam (fused)", 1.0),
+         ("LARC over NovoGrad ≤ 1.2× NovoGrad", "larc_novograd (fused)", "novograd (fused)", 1.2),
+         ("LARC over SGD ≤ 1.8× SGD", "larc_sgd", "sgd", 1.8)]
+if peers:
+    goals.insert(1, ("NovoGrad ≤ 0.5× the faster peer NovoGrad", "novograd (fused)", min(peers, key=ms.get), 0.5))
+print("| goal | measured | |\n|---|---|---|")
+for goal, row, reference, bound in goals:
+    ratio = ms[row] / ms[reference]
+    print(f"| {goal} | {row} / {reference}: {ms[row]:.2f} / {ms[reference]:.2f} ms = **{ratio:.2f}×** | {'met' if ratio <= bound else 'missed'} |")
+state = float(rows["novograd"][4])
+print(f"| NovoGrad state ≤ 0.51× Adam's | **{state:.3f}×** | {'met' if state <= 0.51 else 'missed'} |")
+PY
+    TORCH_EXTENSIONS_DIR="$work/extensions" "$optbench" bench optimizers --rounds 1 --steps 2 --warmup 1 \
+        --only "novograd (fused)" --no-peers --markdown > "$work/cold"
+    echo
+    echo "The fused NovoGrad kernel's cold build (its first step with an empty \`TORCH_EXTENSIONS_DIR\`):" \
+         "$(grep '^| novograd (fused)' "$work/cold" | awk -F'|' '{gsub(/ /, "", $7); print $7}') s."
+}
+
+section_gpu() {
+    "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' \
+        || { echo "measure.sh: the gpu section needs a CUDA device" >&2; return 1; }
+    "$optbench" bench optimizers --device cuda --rounds 3 --steps 20 --warmup 3 --markdown > "$work/bench"
+    echo "\`optbench bench optimizers --device cuda --rounds 3 --steps 20 --warmup 3\`:"
+    echo
+    grep '^|' "$work/bench"
+    local task
+    for task in vision lm asr; do
+        echo
+        echo "\`optbench bench harness task=$task size=large trainer.accelerator=gpu trainer.precision=bf16-mixed trainer.max_steps=60 data.num_workers=4 --rounds 1\`:"
+        echo
+        "$optbench" bench harness task="$task" size=large trainer.accelerator=gpu trainer.precision=bf16-mixed \
+            trainer.max_steps=60 data.num_workers=4 --rounds 1 | fenced
+    done
+}
+
+section_harness() {
+    echo "\`optbench bench harness\` (vision, default size, AdamW, 300 steps, 5 rounds):"
+    echo
+    "$optbench" bench harness | fenced
+    local task
+    for task in lm asr; do
+        echo
+        echo "A tiny model, where the fixed per-step cost weighs more: \`optbench bench harness task=$task size=tiny trainer.max_steps=30 --rounds 1\`:"
+        echo
+        "$optbench" bench harness task="$task" size=tiny trainer.max_steps=30 --rounds 1 | fenced
+    done
+}
+
+section_analysis() {
+    echo "\`optbench bench analysis\` (1000 runs × 5000 logged steps):"
+    echo
+    "$optbench" bench analysis | fenced
+}
+
+section_first_run() {
+    local took
+    took=$(cd "$work" && timed "$optbench" train)
+    echo "\`optbench train\` (vision, default size, AdamW, 300 steps) took $took; what it printed, the middle left out:"
+    echo
+    { head -n 2 "$work/out"; echo "..."; tail -n 3 "$work/out"; } | fenced
+}
+
+section_demo() {
+    local took
+    took=$(timed "$optbench" demo out_dir="$work/runs" --out "$work/report")
+    echo "\`optbench demo\` (\`--max-parallel 2\`, install already done): $(find "$work/runs/demo" -name summary.json | wc -l) runs" \
+         "and the report in **$took**; the report has $(find "$work/report/figures" -name '*.png' | wc -l) figures."
+    echo
+    echo "Its findings (tiny models, two learning rates per cell: a smoke-scale study, not a tuned comparison):"
+    echo
+    "$py" - "$work/runs/demo" <<'PY'
+import sys
+from analysis.compare import compare
+from analysis.findings import findings
+from analysis.load import load
+for sentence in findings(compare(load([sys.argv[1]], cache_dir=None))):
+    print(f"- {sentence}")
+PY
+    echo
+    echo "Its paper table (the runs stop at the target, so \"best\" is the best value until the target):"
+    echo
+    cat "$work/report/tables/paper.md"
+}
+
+section_task_budgets() {
+    local took
+    took=$(timed bash scripts/task_budgets.sh "$work/runs")
+    echo "\`scripts/task_budgets.sh\` (cosine schedule with 5% warm-up, seed 0, one learning rate each), $took in all:"
+    echo
+    grep -E '^(vision|asr|lm) ' "$work/out" | fenced
+}
+
+section_studies() {
+    local study took
+    echo "\`optbench study run NAME --max-parallel 2\`, one after another:"
+    echo
+    echo "| study | runs | wall time |"
+    echo "|---|---:|---:|"
+    for study in quick stability paper-table bs-scaling-lm bs-scaling-asr; do
+        took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
+        echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
+    done
+}
+
+section_bs_scaling_vision() {
+    local took
+    took=$(timed "$optbench" study run bs-scaling-vision out_dir="$work/runs" --max-parallel 2)
+    echo "\`optbench study run bs-scaling-vision --max-parallel 2\`:" \
+         "$(find "$work/runs/bs-scaling-vision" -name summary.json | wc -l) runs in $took."
+    echo "Steps to 60% accuracy at each cell's selected point (search seed), by batch size:"
+    echo
+    "$optbench" study status "$work/runs/bs-scaling-vision" --json > "$work/status.json"
+    "$py" - "$work/status.json" <<'PY'
+import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+batches = sorted({cell["cell"]["data.batch_size"] for cell in cells})
+steps = {(cell["cell"]["optimizer.name"], cell["cell"]["data.batch_size"]): cell.get("steps_to_target") for cell in cells}
+print("| optimizer | " + " | ".join(map(str, batches)) + " |\n|---" + "|---:" * len(batches) + "|")
+for name in dict.fromkeys(cell["cell"]["optimizer.name"] for cell in cells):
+    print(f"| {name} | " + " | ".join(str(steps.get((name, b)) or "not reached") for b in batches) + " |")
+edge = sum(bool(cell.get("warning")) for cell in cells)
+print(f"\n{edge} of {sum('selected' in cell for cell in cells)} selected points lie on the edge of the values tried.")
+PY
+}
+
+write_section() {  # NAME BODY_FILE: replace the section's block in the page (or add it at the end)
+    "$py" - "$page" "$1" "$(field "$1" 2)" "$(cat "$work/stamp")" "$2" <<'PY'
+import pathlib, re, sys
+page, name, title, stamp, body = sys.argv[1:]
+begin, end = f"<!-- measure:begin {name} -->", f"<!-- measure:end {name} -->"
+block = f"{begin}\n## {title}\n\n{stamp}\n\n{pathlib.Path(body).read_text().strip()}\n{end}"
+text = pathlib.Path(page).read_text()
+pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
+pathlib.Path(page).write_text(text)
+PY
+}
+
+for name in "${requested[@]}"; do
+    echo "measure.sh: $name ($(field "$name" 3))" >&2
+    stamp "$name" > "$work/stamp"
+    "section_${name//-/_}" > "$work/section.md"
+    write_section "$name" "$work/section.md"
+done
