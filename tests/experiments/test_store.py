@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from experiments import store as store_module
-from experiments.cli import EXIT_LOCKED
-from experiments.store import RunLock, RunLockedError, RunStore, StoreError, find_runs
+from experiments.store import EXIT_LOCKED, RunLock, RunLockedError, RunStore, StoreError, find_runs
 from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env
 
 
