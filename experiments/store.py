@@ -66,6 +66,7 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: another live process trains this run; try again
 # same command resumes the run.
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
+
 HEARTBEAT_SECONDS = float(os.environ.get("OPTBENCH_HEARTBEAT_SECONDS", 10))
 STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS  # a lock whose heartbeat is older belongs to nobody
 
