@@ -95,6 +95,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_ROW_ENCODER = json.JSONEncoder(default=_json_default)  # one for every row: json.dumps(default=...) makes one a call
+
+
 def finite_or_none(value: Any) -> Optional[float]:
     """The number, or None for NaN/inf/non-numbers (JSON has no NaN)."""
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -365,7 +368,7 @@ class RunStore:
         """Append rows to ``name`` (metrics.jsonl or layers.jsonl) and flush them to the OS."""
         with open(self.root / name, "a") as handle:
             for row in rows:
-                handle.write(json.dumps(row, default=_json_default) + "\n")
+                handle.write(_ROW_ENCODER.encode(row) + "\n")
             handle.flush()
 
     def rows(self, name: str = "metrics.jsonl") -> Iterator[dict[str, Any]]:
