@@ -12,18 +12,18 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import frames as F
+from experiments.store import DIVERGED, FINISHED
 
-__all__ = ["CELL", "RESULT_STATUSES", "finished", "best_cells", "direction_of"]
+__all__ = ["CELL", "finished", "best_cells", "direction_of"]
 
 CELL = [F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR]
-RESULT_STATUSES = ("completed", "diverged")
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that are results (completed or diverged), with a boolean column ``diverged``
     (so that counting divergences is a sum, typed even over no runs)."""
-    results = runs[runs[F.STATUS].isin(RESULT_STATUSES)]
-    return results.assign(diverged=results[F.STATUS].eq("diverged").astype(bool))
+    results = runs[runs[F.STATUS].isin(FINISHED)]
+    return results.assign(diverged=results[F.STATUS].eq(DIVERGED).astype(bool))
 
 
 def direction_of(runs: pd.DataFrame) -> dict[str, bool]:

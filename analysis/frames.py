@@ -17,7 +17,8 @@ lr                             the effective learning rate (after ``lr_scaling``
 weight_decay                   ``optimizer.weight_decay`` as configured; NaN = the optimizer's default
 seed                           int
 status                         completed | diverged | failed | interrupted | running | incomplete
-                               (incomplete: no summary and no live process: killed or not started)
+                               (``experiments.store.RUN_STATUSES``; incomplete: no summary and no
+                               live process: killed or not started)
 error                          the failure's one line, else missing
 metric, higher_is_better       the validation metric (``val/acc``, ``val/wer``, ``val/ppl``) and its
                                direction (nullable boolean: missing when nothing tells it)
@@ -59,7 +60,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 __all__ = [
-    "Frames", "RUN_COLUMNS", "METRIC_COLUMNS", "LAYER_COLUMNS", "LAYER_VALUES", "CONFIG_PREFIX", "STATUSES",
+    "Frames", "RUN_COLUMNS", "METRIC_COLUMNS", "LAYER_COLUMNS", "LAYER_VALUES", "CONFIG_PREFIX",
     "SOURCE", "PATH", "STUDY", "RUN_ID", "TASK", "SIZE", "OPTIMIZER", "BATCH_SIZE", "LR", "WEIGHT_DECAY", "SEED",
     "STATUS", "ERROR", "METRIC", "HIGHER_IS_BETTER", "TARGET", "BEST", "FINAL", "STEPS_TO_TARGET", "GLOBAL_STEP",
     "MAX_STEPS", "WALL_TIME_S", "STEP_TIME_S", "THROUGHPUT", "PEAK_MEMORY", "STATE_BYTES", "NUM_PARAMETERS",
@@ -78,8 +79,6 @@ THROUGHPUT, PEAK_MEMORY, STATE_BYTES, NUM_PARAMETERS, GRAD_NOISE_SCALE = (
     "throughput_samples_per_s", "peak_memory_bytes", "optimizer_state_bytes", "num_parameters", "grad_noise_scale")
 STEP, EPOCH, WALL_TIME, VALUE, LAYER = "step", "epoch", "wall_time", "value", "layer"
 CONFIG_PREFIX = "config."
-
-STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "incomplete")
 
 # The fixed columns of runs, in order (config.* columns follow), with their dtypes.
 _RUN_DTYPES: dict[str, str] = {

@@ -27,6 +27,7 @@ from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
 from analysis.paper_table import format_mean_std, paper_latex, paper_markdown
+from experiments.store import COMPLETED, RUN_STATUSES
 
 __all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLUMNS"]
 
@@ -34,7 +35,7 @@ RUNS_COLUMNS = [F.STUDY, F.RUN_ID, F.TASK, F.SIZE, F.OPTIMIZER, F.BATCH_SIZE, F.
                 F.METRIC, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S,
                 F.STEP_TIME_S, F.THROUGHPUT, F.PEAK_MEMORY, F.STATE_BYTES, F.NUM_PARAMETERS, F.GRAD_NOISE_SCALE,
                 F.ERROR, F.PATH]
-_PROBLEMS = ("diverged", "failed", "interrupted", "incomplete", "running")
+_PROBLEMS = tuple(status for status in RUN_STATUSES if status != COMPLETED)  # listed, with their error line
 
 
 @dataclass(frozen=True)

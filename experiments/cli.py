@@ -17,9 +17,9 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from rich.console import Console
 
-__all__ = ["main", "result_line", "EXIT_LOCKED"]
+from experiments.store import EXIT_LOCKED, FINISHED
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another live process trains this run; try again later
+__all__ = ["main", "result_line", "EXIT_LOCKED"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,7 +185,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     if summary.get("skipped"):
         print(f"already {summary['status']}: {where} (use --force to run it again)")
         return 0
-    if summary["status"] in ("completed", "diverged"):
+    if summary["status"] in FINISHED:
         print(result_line(summary, str(where)))
         return 0
     print(f"optbench: run {summary['status']}: {summary['error'] or 'stopped early'} ({where})", file=sys.stderr)

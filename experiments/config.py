@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -15,7 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.schedule import LR_SCALINGS, SCHEDULES
 from experiments.tasks.sizes import SIZES, size_defaults
+from experiments.yaml_error import yaml_error
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
@@ -100,28 +103,43 @@ _CHOICES = {
     "task": ("vision", "asr", "lm"),
     "size": SIZES,
     "data.source": ("builtin", "cifar10", "imagefolder", "manifest", "text"),
-    "optimizer.lr_scaling": ("none", "linear", "sqrt"),
-    "schedule.name": ("constant", "cosine", "polynomial"),
+    "optimizer.lr_scaling": LR_SCALINGS,
+    "schedule.name": SCHEDULES,
     "logger.wandb": ("disabled", "offline", "online"),
 }
 
 
-_positive = (lambda v: v > 0, lambda v: True)
-_RANGES = [
-    ("data.batch_size", *_positive), ("trainer.max_steps", *_positive),
-    ("trainer.accumulate_grad_batches", *_positive), ("trainer.devices", *_positive),
-    ("trainer.num_nodes", *_positive),
-    ("optimizer.reference_batch_size", *_positive), ("trainer.val_every_n_steps", *_positive),
-    ("trainer.log_every_n_steps", *_positive), ("trainer.layer_stats_every_n_steps", *_positive),
-    ("trainer.gradient_clip_val", *_positive),
-    ("trainer.divergence_factor", lambda v: v > 1, lambda v: True),
-    ("schedule.warmup_steps", lambda v: v >= 0, lambda v: True),
-    ("schedule.min_lr_ratio", lambda v: v >= 0, lambda v: v <= 1),
-    ("data.num_workers", lambda v: v >= 0, lambda v: True),
-]
-_RANGE_TEXT = {key: "> 0" for key, *_ in _RANGES}
-_RANGE_TEXT.update({"trainer.divergence_factor": "> 1", "schedule.warmup_steps": ">= 0",
-                    "schedule.min_lr_ratio": "in [0, 1]", "data.num_workers": ">= 0"})
+@dataclass(frozen=True)
+class _Interval:
+    """The values a numeric key may take: above ``low`` (or equal to it, if ``closed``) and at
+    most ``high``. The check and the error's wording both come from here."""
+
+    low: float
+    closed: bool = False
+    high: float = math.inf
+
+    def __contains__(self, value: float) -> bool:
+        return (value >= self.low if self.closed else value > self.low) and value <= self.high  # NaN: False
+
+    def __str__(self) -> str:
+        """``> 0``, ``>= 0``, ``in [0, 1]``."""
+        if self.high == math.inf:
+            return f"{'>=' if self.closed else '>'} {self.low:g}"
+        return f"in {'[' if self.closed else '('}{self.low:g}, {self.high:g}]"
+
+
+_POSITIVE, _NON_NEGATIVE = _Interval(0), _Interval(0, closed=True)
+_RANGES = {  # checked in this order; None (an Optional key left unset) is not checked
+    "optimizer.lr": _NON_NEGATIVE,
+    "data.batch_size": _POSITIVE, "trainer.max_steps": _POSITIVE, "trainer.accumulate_grad_batches": _POSITIVE,
+    "trainer.devices": _POSITIVE, "trainer.num_nodes": _POSITIVE, "optimizer.reference_batch_size": _POSITIVE,
+    "trainer.val_every_n_steps": _POSITIVE, "trainer.log_every_n_steps": _POSITIVE,
+    "trainer.layer_stats_every_n_steps": _POSITIVE, "trainer.gradient_clip_val": _POSITIVE,
+    "trainer.divergence_factor": _Interval(1),
+    "schedule.warmup_steps": _NON_NEGATIVE,
+    "schedule.min_lr_ratio": _Interval(0, closed=True, high=1),
+    "data.num_workers": _NON_NEGATIVE,
+}
 
 
 def _known_keys(node: Any = RunConfig, prefix: str = "") -> list[str]:
@@ -178,7 +196,7 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         file_config = OmegaConf.load(path)
     except yaml.YAMLError as error:
-        raise ConfigError(f"cannot parse {path}: {_yaml_error(error)}") from None
+        raise ConfigError(yaml_error(path, error)) from None
     if not isinstance(file_config, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     if "optimizer" in file_config:
@@ -193,23 +211,6 @@ def _read_yaml(path: Path) -> DictConfig:
                 del optimizer[key]
             optimizer["options"] = {**OmegaConf.to_container(OmegaConf.create(existing)), **options}
     return file_config
-
-
-def _yaml_error(error: Exception) -> str:
-    """A YAML syntax error in one line: where (1-based line and column, as editors count), what
-    went wrong and in which construct, e.g. ``line 2, column 1: expected ',' or ']', but got
-    '<stream end>' (while parsing a flow sequence that starts at line 1, column 10)``."""
-    problem = getattr(error, "problem", None)
-    mark = getattr(error, "problem_mark", None)
-    if problem is None or mark is None:
-        return str(error).splitlines()[0]
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
-    if context:
-        where = (f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
-                 if context_mark else "")
-        text += f" ({context}{where})"
-    return text
 
 
 def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None) -> DictConfig:
@@ -264,14 +265,10 @@ def validate(config: DictConfig) -> None:
             f"trainer.strategy={config.trainer.strategy} with optimizer {config.optimizer.name!r} is not supported: "
             "FSDP hands the optimizer shards, and per-layer norms would be norms of shards"
         )
-    if not config.optimizer.lr >= 0:
-        raise ConfigError(f"invalid value for 'optimizer.lr': {config.optimizer.lr} (must be >= 0)")
-    for key, low, high in _RANGES:
+    for key, interval in _RANGES.items():
         value = OmegaConf.select(config, key)
-        if value is None and key == "trainer.gradient_clip_val":
-            continue
-        if not (low(value) and high(value)):
-            raise ConfigError(f"invalid value for {key!r}: {value} (must be {_RANGE_TEXT[key]})")
+        if value is not None and value not in interval:
+            raise ConfigError(f"invalid value for {key!r}: {value} (must be {interval})")
     if config.trainer.grad_noise_scale and (config.trainer.accumulate_grad_batches < 2 or config.trainer.devices > 1):
         raise ConfigError(
             "trainer.grad_noise_scale needs trainer.accumulate_grad_batches >= 2 and trainer.devices=1 "

@@ -13,6 +13,8 @@
 
 This module is the store's one owner, for writers and readers alike, and imports no torch:
 studies and analysis read runs through ``RunStore`` and ``find_runs`` without loading a model.
+It also owns the words a run's state is told in (its statuses) and the exit codes of
+``optbench train`` that executors read back, so that every reader spells them the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import math
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -33,13 +36,37 @@ from typing import Any, Iterable, Iterator, Optional
 import yaml
 
 __all__ = [
-    "RunStore", "RunLock", "RunLockedError", "StoreError", "STATUSES", "FINISHED", "FORMAT_VERSION", "find_runs",
-    "write_json_atomic", "collect_meta", "finite_or_none",
+    "RunStore", "RunLock", "RunLockedError", "StoreError", "FORMAT_VERSION", "find_runs", "write_json_atomic",
+    "collect_meta", "finite_or_none",
+    "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "RUNNING", "INCOMPLETE", "STATUSES", "FINISHED", "RUN_STATUSES",
+    "EXIT_RESULT", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_LOCKED", "EXIT_SIGINT", "EXIT_SIGTERM",
 ]
 
 FORMAT_VERSION = 2  # of the directory layout and its files; recorded in meta.json and summary.json
-STATUSES = ("completed", "diverged", "failed", "interrupted")  # what summary.json may say
-FINISHED = ("completed", "diverged")  # results: never trained again (failed, interrupted are retried)
+
+# A run's status. summary.json records how a run ended: one of STATUSES. A run without one is
+# RUNNING while a live process holds its lock, else INCOMPLETE (not started yet, or killed: the
+# next attempt resumes it).
+COMPLETED = "completed"  # every step taken (or stopped at its target)
+DIVERGED = "diverged"  # the loss blew up: a result, the optimizer's, not the harness's
+FAILED = "failed"  # an error ended it; summary.json holds its one line
+INTERRUPTED = "interrupted"  # SIGINT/SIGTERM, or fewer steps than asked for: resumed next time
+RUNNING = "running"
+INCOMPLETE = "incomplete"
+STATUSES = (COMPLETED, DIVERGED, FAILED, INTERRUPTED)  # what summary.json may say
+FINISHED = (COMPLETED, DIVERGED)  # results: never trained again (failed, interrupted are retried)
+RUN_STATUSES = (*STATUSES, RUNNING, INCOMPLETE)  # every status a reader of the store can report
+
+# The exit status of `optbench train`, which study executors and job scripts read.
+EXIT_RESULT = 0  # a completed or diverged run, or one already finished (skipped)
+EXIT_FAILED = 1  # the run failed (its summary says why)
+EXIT_BAD_INPUT = 2  # a bad config, override or argument: one line on stderr, nothing trained
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another live process trains this run; try again later
+# Interrupted by a signal: 128 + its number, as shells report a process that signal ended. The
+# same command resumes the run.
+EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
+
 HEARTBEAT_SECONDS = float(os.environ.get("OPTBENCH_HEARTBEAT_SECONDS", 10))
 STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS  # a lock whose heartbeat is older belongs to nobody
 
@@ -66,6 +93,9 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+_ROW_ENCODER = json.JSONEncoder(default=_json_default)  # one for every row: json.dumps(default=...) makes one a call
 
 
 def finite_or_none(value: Any) -> Optional[float]:
@@ -287,10 +317,10 @@ class RunStore:
             raise StoreError(f"cannot read {path}: {error}") from None
 
     def status(self) -> Optional[str]:
-        """``running`` while a live process holds the lock, else the recorded status, else None
-        (a run never finished: not started yet, or killed)."""
+        """``RUNNING`` while a live process holds the lock, else the recorded status, else None
+        (a run never finished: not started yet, or killed; readers report it as ``INCOMPLETE``)."""
         if self.lock.holder() is not None:
-            return "running"
+            return RUNNING
         summary = self.summary()
         return summary["status"] if summary else None
 
@@ -338,7 +368,7 @@ class RunStore:
         """Append rows to ``name`` (metrics.jsonl or layers.jsonl) and flush them to the OS."""
         with open(self.root / name, "a") as handle:
             for row in rows:
-                handle.write(json.dumps(row, default=_json_default) + "\n")
+                handle.write(_ROW_ENCODER.encode(row) + "\n")
             handle.flush()
 
     def rows(self, name: str = "metrics.jsonl") -> Iterator[dict[str, Any]]:

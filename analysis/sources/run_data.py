@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import frames as F
+from experiments.dotted_keys import flatten
+from experiments.store import INCOMPLETE
 
-__all__ = ["RunData", "SkippedFileWarning", "skip", "run_row", "flatten", "metrics_long", "layers_table",
+__all__ = ["RunData", "SkippedFileWarning", "skip", "run_row", "metrics_long", "layers_table",
            "table_from_rows", "KEY_COLUMNS"]
 
 KEY_COLUMNS = ("step", "epoch", "wall_time")  # per-row context in metrics.jsonl, not metrics
@@ -45,15 +47,10 @@ class RunData:
     key: Any = field(default=None)
 
 
-def flatten(config: dict[str, Any], prefix: str = F.CONFIG_PREFIX) -> dict[str, Any]:
+def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     """``{"optimizer": {"lr": 0.1}}`` → ``{"config.optimizer.lr": 0.1}``; lists as JSON text."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, tuple)) else value
-    return flat
+    return {key: json.dumps(value) if isinstance(value, (list, tuple)) else value
+            for key, value in flatten(config, F.CONFIG_PREFIX).items()}
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:
@@ -93,7 +90,7 @@ def run_row(source: str, path: str, study: str, run_id: str, config: dict[str, A
         F.OPTIMIZER: s.get("optimizer", _get(config, "optimizer.name")),
         F.BATCH_SIZE: batch, F.LR: lr, F.WEIGHT_DECAY: _get(config, "optimizer.weight_decay"),
         F.SEED: s.get("seed", config.get("seed")),
-        F.STATUS: s.get("status", "incomplete"), F.ERROR: s.get("error"),
+        F.STATUS: s.get("status", INCOMPLETE), F.ERROR: s.get("error"),
         F.METRIC: metric, F.HIGHER_IS_BETTER: s.get("higher_is_better"), F.TARGET: s.get("target"),
         F.BEST: (s.get("best") or {}).get(metric), F.FINAL: (s.get("final") or {}).get(metric),
         F.STEPS_TO_TARGET: s.get("steps_to_target"), F.GLOBAL_STEP: s.get("global_step"),
@@ -101,7 +98,7 @@ def run_row(source: str, path: str, study: str, run_id: str, config: dict[str, A
         F.STEP_TIME_S: s.get("train_step_time_s"), F.THROUGHPUT: s.get("throughput_samples_per_s"),
         F.PEAK_MEMORY: s.get("peak_memory_bytes"), F.STATE_BYTES: s.get("optimizer_state_bytes"),
         F.NUM_PARAMETERS: s.get("num_parameters"), F.GRAD_NOISE_SCALE: s.get("grad_noise_scale"),
-        **flatten(config),
+        **_config_columns(config),
     }
 
 

@@ -14,11 +14,12 @@ from typing import Any, Optional
 
 from analysis.sources.run_data import RunData
 from analysis.sources.wandb_history import wandb_run_data
+from experiments.store import COMPLETED, FAILED, INCOMPLETE, INTERRUPTED, RUNNING
 
 __all__ = ["parse_spec", "api_runs", "read_api_run", "api_run_key"]
 
-_STATES = {"finished": "completed", "running": "running", "crashed": "incomplete", "failed": "failed",
-           "killed": "interrupted"}
+_STATES = {"finished": COMPLETED, "running": RUNNING, "crashed": INCOMPLETE, "failed": FAILED,
+           "killed": INTERRUPTED}  # a wandb run's state → the run store's status
 
 
 def parse_spec(spec: str) -> tuple[str, str, Optional[str]]:
@@ -48,5 +49,5 @@ def read_api_run(spec: str, run: Any) -> RunData:
     return wandb_run_data(
         f"wandb:{entity}/{project}/{run.id}", name=run.name or run.id, group=run.group, project=project,
         config=dict(run.config), summary=dict(run.summary_metrics), history=run.scan_history(),
-        status=_STATES.get(run.state, "incomplete"), key=api_run_key(run),
+        status=_STATES.get(run.state, INCOMPLETE), key=api_run_key(run),
     )

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Optional
 
 from analysis.sources.run_data import RunData, skip
 from analysis.sources.wandb_history import wandb_run_data
+from experiments.store import COMPLETED, FAILED, INCOMPLETE
 
 __all__ = ["WandbFileError", "find_wandb_runs", "records", "read_wandb_run", "wandb_run_key", "is_live",
            "is_wandb_dir"]
@@ -175,7 +176,7 @@ def read_wandb_run(folders: list[Path]) -> RunData:
         except (OSError, ValueError) as error:  # WandbFileError, protobuf DecodeError, bad JSON
             skip(f"skipping {path}: {str(error).removeprefix(f'{path}: ')}")
             skipped = True
-    status = ("completed" if exit_code == 0 else "failed") if exit_code is not None else "incomplete"
+    status = (COMPLETED if exit_code == 0 else FAILED) if exit_code is not None else INCOMPLETE
 
     def read_table(relative: str) -> Optional[dict[str, Any]]:
         for folder in folders:

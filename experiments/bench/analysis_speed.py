@@ -1,6 +1,6 @@
 """``optbench bench analysis``: the analysis pipeline on a generated store, against a naive read.
 
-Writes N runs × M logged steps in the store's real format (config.yaml, meta.json, summary.json,
+Writes N runs × M logged steps through the run store (config.yaml, meta.json, summary.json,
 metrics.jsonl with a train row per logged step and a validation row every 50, layers.jsonl),
 then times: the naive read (one ``pd.read_json(lines=True)`` per metrics file, ``json`` per
 summary), a cold load (empty cache), a cached load, the comparisons, the tables and the
@@ -24,7 +24,7 @@ import yaml
 from analysis.compare import compare
 from analysis.load import load
 from analysis.report import write_figures, write_tables
-from experiments.store import find_runs
+from experiments.store import COMPLETED, FORMAT_VERSION, RunStore, find_runs
 
 __all__ = ["generate", "time_analysis"]
 
@@ -33,41 +33,39 @@ OPTIMIZERS = ("novograd", "adamw", "sgd", "larc_sgd")
 
 
 def generate(root: Path, runs: int, steps: int, seed: int = 0) -> None:
-    """``runs`` run directories under ``root/bench`` with ``steps`` logged steps each."""
+    """``runs`` finished runs under ``root/bench`` with ``steps`` logged steps each, written
+    through ``RunStore`` as ``optbench train`` writes them."""
     rng = random.Random(seed)
     for number in range(runs):
-        run = root / "bench" / f"{number:012x}"
-        run.mkdir(parents=True)
+        store = RunStore(root / "bench" / f"{number:012x}")
         optimizer, lr = OPTIMIZERS[number % 4], 10 ** rng.uniform(-4, -1)
         config = {"task": "vision", "size": "default", "seed": number % 3, "target": None, "study": "bench",
                   "data": {"batch_size": 64, "source": "builtin"},
                   "optimizer": {"name": optimizer, "lr": lr, "weight_decay": None, "lr_scaling": "none",
                                 "reference_batch_size": 64, "options": {}},
                   "trainer": {"max_steps": steps * 10, "accumulate_grad_batches": 1, "devices": 1}}
-        (run / "config.yaml").write_text(yaml.safe_dump(config))
-        (run / "meta.json").write_text(json.dumps({"store_format": 2}))
-        lines, best = [], 0.0
+        store.begin(yaml.safe_dump(config), {"store_format": FORMAT_VERSION}, resume=False)
+        rows, best = [], 0.0
         for i in range(1, steps + 1):
             step = i * 10
             loss = 2.5 * math.exp(-step / 20000) + rng.random() * 0.05
-            lines.append(json.dumps({"step": step, "epoch": step // 1000, "wall_time": step * 0.01,
-                                     "train/loss": loss, "lr": lr, "throughput": 6400.0 + rng.random()}))
+            rows.append({"step": step, "epoch": step // 1000, "wall_time": step * 0.01,
+                         "train/loss": loss, "lr": lr, "throughput": 6400.0 + rng.random()})
             if i % 50 == 0:
                 acc = 1 - loss / 2.5
                 best = max(best, acc)
-                lines.append(json.dumps({"step": step, "epoch": step // 1000, "wall_time": step * 0.01 + 0.1,
-                                         "val/acc": acc, "val/acc_best": best}))
-        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-        (run / "layers.jsonl").write_text("".join(
-            json.dumps({"step": s, "layer": f"layer{k}", "grad_norm": 1.0, "weight_norm": 2.0,
-                        "update_norm": 0.01, "update_ratio": 0.005}) + "\n"
-            for s in range(500, steps * 10 + 1, 500) for k in range(20)))
-        (run / "summary.json").write_text(json.dumps({
-            "status": "completed", "run_id": run.name, "task": "vision", "optimizer": optimizer, "lr": lr,
+                rows.append({"step": step, "epoch": step // 1000, "wall_time": step * 0.01 + 0.1,
+                             "val/acc": acc, "val/acc_best": best})
+        store.append("metrics.jsonl", rows)
+        store.append("layers.jsonl", ({"step": s, "layer": f"layer{k}", "grad_norm": 1.0, "weight_norm": 2.0,
+                                       "update_norm": 0.01, "update_ratio": 0.005}
+                                      for s in range(500, steps * 10 + 1, 500) for k in range(20)))
+        store.finish({
+            "status": COMPLETED, "run_id": store.run_id, "task": "vision", "optimizer": optimizer, "lr": lr,
             "effective_batch_size": 64, "seed": number % 3, "global_step": steps * 10, "metric": "val/acc",
             "higher_is_better": True, "best": {"val/acc": best}, "final": {"val/acc": best}, "target": 0.93,
             "steps_to_target": None, "wall_time_s": steps * 0.1, "throughput_samples_per_s": 6400.0,
-            "peak_memory_bytes": 10**9, "optimizer_state_bytes": 10**6, "store_format": 2}))
+            "peak_memory_bytes": 10**9, "optimizer_state_bytes": 10**6})
 
 
 def naive(root: Path) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from experiments.store import COMPLETED
 from experiments.studies.space import edge_keys
 
 __all__ = ["Selection", "select"]
@@ -52,7 +53,7 @@ def select(points: Sequence[Mapping[str, Any]], summaries: Sequence[Optional[Map
     """
     if any(summary is None for summary in summaries):
         return Selection(PENDING)
-    completed = [(i, s) for i, s in enumerate(summaries) if s["status"] == "completed"]
+    completed = [(i, s) for i, s in enumerate(summaries) if s["status"] == COMPLETED]
     if not completed:
         return Selection(INFEASIBLE)
     if objective == "steps_to_target":

@@ -21,15 +21,14 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from experiments.store import FINISHED, RunStore
+from experiments.store import EXIT_LOCKED, FAILED, FINISHED, RUNNING, RunStore
 from experiments.studies.plan import Cell, PlannedRun, StudyPlan
 from experiments.studies.protocol import SELECTED, Selection, select
 
 __all__ = ["Executor", "StudyLog", "StudyResult", "run_study", "run_state", "cell_selection", "RECORD",
-           "write_record", "EXIT_LOCKED"]
+           "write_record"]
 
 RECORD = "study.json"  # the spec and overrides of the study's last invocation, beside its runs
-EXIT_LOCKED = 75  # `optbench train`: another live process trains this run
 
 # run_state values
 TO_RUN, FINISHED_STATE, RUNNING_ELSEWHERE, GIVEN_UP = "to run", "finished", "running elsewhere", "given up"
@@ -69,9 +68,9 @@ def run_state(run: PlannedRun, max_attempts: int) -> str:
     status = store.status()
     if status in FINISHED:
         return FINISHED_STATE
-    if status == "running":
+    if status == RUNNING:
         return RUNNING_ELSEWHERE
-    if status == "failed" and store.attempts() >= max_attempts:
+    if status == FAILED and store.attempts() >= max_attempts:
         return GIVEN_UP
     return TO_RUN
 
@@ -142,7 +141,7 @@ def _run_phase(phase: str, runs: list[PlannedRun], plan: StudyPlan, executor: Ex
             if code == EXIT_LOCKED:
                 message = "running elsewhere (another process holds its lock)"
             line = f"[{phase}] {message}: {run.run_id} {_describe(run)}"
-            if status == "failed" or (status is None and code != EXIT_LOCKED):
+            if status == FAILED or (status is None and code != EXIT_LOCKED):
                 line += f": {_error(run) or _exit_text(code)}"
             log(line, style="" if status in FINISHED else "red")
             advance()

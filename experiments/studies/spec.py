@@ -28,7 +28,6 @@ and values are checked by ``experiments.config.load_config`` when the plan expan
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,11 +38,13 @@ from typing import Any, Mapping, Optional
 import yaml
 from omegaconf import OmegaConf
 
+from experiments.dotted_keys import flatten
 from experiments.studies.space import METHODS, Dimension, SpaceError, parse_dimension
+from experiments.yaml_error import yaml_error
 
 __all__ = [
     "StudyError", "StudySpec", "Search", "Overrides", "load_spec", "parse_spec", "builtin_names",
-    "builtin_path", "flatten", "override", "grid_items",
+    "builtin_path", "override", "grid_items",
 ]
 
 _TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", "seeds", "max_micro_batch",
@@ -121,10 +122,7 @@ def load_spec(source: str | Path) -> StudySpec:
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise StudyError(f"cannot parse {path}: {problem}{where}") from None
+        raise StudyError(yaml_error(path, error)) from None
     return parse_spec(raw, source=text)
 
 
@@ -161,8 +159,9 @@ def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
 def _check_keys(mapping: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
     for key in mapping:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+            from optimizers.did_you_mean import did_you_mean  # optimizers loads torch: only when needed
+
+            hint = did_you_mean(key, valid) or f" (valid: {', '.join(valid)})"
             raise StudyError(f"{where}: unknown key {key!r}{hint}")
 
 
@@ -183,19 +182,6 @@ def _positive(raw: Mapping[str, Any], key: str, where: str, default: Optional[in
     if value is not None and not (_is_int(value) and value > 0):
         raise StudyError(f"{where}: {key!r} must be a positive integer, got {value!r}")
     return value
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested and dotted keys alike as dotted keys (``{trainer: {max_steps: 5}}`` →
-    ``{"trainer.max_steps": 5}``); lists are values, empty mappings vanish."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def override(key: str, value: Any) -> str:

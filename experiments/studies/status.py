@@ -16,16 +16,16 @@ from typing import Any, Optional
 
 from rich.table import Table
 
-from experiments.store import RunStore, find_runs
+from experiments.dotted_keys import flatten
+from experiments.store import COMPLETED, DIVERGED, FAILED, INCOMPLETE, RUNNING, RunStore, find_runs
 from experiments.studies.plan import StudyPlan, plan_study
 from experiments.studies.protocol import SELECTED
 from experiments.studies.runner import RECORD, cell_selection
-from experiments.studies.spec import StudyError, flatten, parse_spec
+from experiments.studies.spec import StudyError, parse_spec
 
 __all__ = ["study_status", "status_table"]
 
 PENDING = "pending"  # planned, no directory yet
-INCOMPLETE = "incomplete"  # a directory without a summary and no live process: killed, to be resumed
 
 
 def study_status(study_dir: Path | str) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def status_table(status: dict[str, Any]) -> Table:
     table = Table(title=count_line(status), title_justify="left")
     for column in ["run_id", "status", "phase", *swept, "best", "steps", "attempts", "error"]:
         table.add_column(column, overflow="fold")
-    styles = {"completed": "green", "diverged": "yellow", "failed": "red", "running": "cyan"}
+    styles = {COMPLETED: "green", DIVERGED: "yellow", FAILED: "red", RUNNING: "cyan"}
     for run in status["runs"]:
         best = run["best"]
         table.add_row(

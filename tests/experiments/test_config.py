@@ -14,6 +14,7 @@ from experiments.config import (
     ConfigError, OptimizerConfig, RunConfig, TrainerConfig, check_environment, effective_batch_size, load_config,
     run_id, to_yaml,
 )
+from experiments.schedule import LR_SCALINGS, SCHEDULES, lr_multiplier, scaled_lr
 from experiments.tasks.sizes import size_defaults
 from optimizers import optimizer_names
 
@@ -175,6 +176,46 @@ def test_bad_override_is_one_line_config_error(overrides, pattern):
     message = str(info.value)
     assert "\n" not in message
     assert re.search(pattern, message), message
+
+
+# Each range: a value just outside it (the exact message) and the values at its edges it accepts.
+RANGES = [
+    ("optimizer.lr", "-0.1", "-0.1 (must be >= 0)", ["0", "0.5"]),
+    ("data.batch_size", "0", "0 (must be > 0)", ["1"]),
+    ("trainer.max_steps", "-3", "-3 (must be > 0)", ["1"]),
+    ("trainer.gradient_clip_val", "0", "0.0 (must be > 0)", ["null", "0.001"]),
+    ("trainer.divergence_factor", "1", "1.0 (must be > 1)", ["1.001"]),
+    ("schedule.warmup_steps", "-1", "-1 (must be >= 0)", ["0"]),
+    ("schedule.min_lr_ratio", "1.5", "1.5 (must be in [0, 1])", ["0", "1"]),
+    ("schedule.min_lr_ratio", "-0.1", "-0.1 (must be in [0, 1])", []),
+    ("data.num_workers", "-1", "-1 (must be >= 0)", ["0"]),
+]
+
+
+@pytest.mark.parametrize("key, outside, message, edges", RANGES)
+def test_a_range_says_the_bound_it_checks(key, outside, message, edges):
+    """A value outside a key's range is refused with a message stating that same range; the
+    values at its edges that the range includes are accepted."""
+    with pytest.raises(ConfigError) as info:
+        load_config([f"{key}={outside}"])
+    assert str(info.value) == f"invalid value for {key!r}: {message}"
+    for value in edges:
+        load_config([f"{key}={value}"])
+
+
+def test_schedule_choices_are_those_schedule_py_computes():
+    """The config accepts exactly the schedules and scaling rules experiments/schedule.py
+    computes (in that order: the refusal lists them so)."""
+    for name in SCHEDULES:
+        config = load_config([f"schedule.name={name}", "schedule.min_lr_ratio=0.5"])
+        assert lr_multiplier(10, name=config.schedule.name, max_steps=10, min_lr_ratio=0.5) == (
+            1.0 if name == "constant" else 0.5)
+    for rule, scaled in zip(LR_SCALINGS, (0.1, 0.4, 0.2)):
+        config = load_config([f"optimizer.lr_scaling={rule}"])
+        assert scaled_lr(0.1, config.optimizer.lr_scaling, 256, 64) == pytest.approx(scaled)
+    for key, names in (("schedule.name", "constant, cosine, polynomial"), ("optimizer.lr_scaling", "none, linear, sqrt")):
+        with pytest.raises(ConfigError, match=re.escape(f"'cyclic'; valid: {names}")):
+            load_config([f"{key}=cyclic"])
 
 
 # (overrides, the one-line message's "did you mean" hint, or None where no name is close)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from experiments import store as store_module
-from experiments.cli import EXIT_LOCKED
-from experiments.store import RunLock, RunLockedError, RunStore, StoreError, find_runs
+from experiments.store import (
+    EXIT_LOCKED, EXIT_SIGINT, EXIT_SIGTERM, STATUSES, RunLock, RunLockedError, RunStore, StoreError, find_runs,
+)
 from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env
 
 
@@ -69,6 +70,30 @@ def test_rows_skip_a_torn_last_line_and_name_a_corrupt_file(tmp_path):
     (tmp_path / "run" / "summary.json").write_text('{"status": "comp')
     with pytest.raises(StoreError, match=r"cannot read .*summary\.json"):
         run.summary()
+
+
+def test_finish_records_only_a_status_summary_json_may_hold(tmp_path):
+    """summary.json says how a run ended, one of STATUSES: running and incomplete are what a
+    reader makes of a run without one, never written."""
+    run = RunStore(tmp_path / "run")
+    run.root.mkdir()
+    for status in ("running", "incomplete", None):
+        with pytest.raises(ValueError, match=rf"invalid run status {status!r} \(valid: completed, diverged, failed, "
+                                             r"interrupted\)"):
+            run.finish({"status": status})
+    assert not run.summary_path.exists()
+    for status in STATUSES:
+        assert run.finish({"status": status}) == {"status": status, "store_format": store_module.FORMAT_VERSION}
+        assert run.status() == status
+
+
+@pytest.mark.parametrize("signum, code, number", [(signal.SIGINT, EXIT_SIGINT, 130), (signal.SIGTERM, EXIT_SIGTERM, 143)])
+def test_an_interrupted_run_exits_with_the_stores_code(signum, code, number):
+    """The code an interrupted `optbench train` exits with (``Interrupted.exit_code``) is the
+    one the store names for executors and job scripts: 128 + the signal, as shells report it."""
+    from experiments.callbacks.interrupt import Interrupted
+
+    assert Interrupted(signum).exit_code == code == number
 
 
 def test_begin_counts_attempts(tmp_path):

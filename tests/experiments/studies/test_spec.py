@@ -90,7 +90,8 @@ def test_unparsable_yaml_names_line_and_column(tmp_path, capsys) -> None:
     path.write_text("name: broken\ngrid:\n  optimizer.name: [adamw, sgd\nbase: {}\n")
     code, err = run_cli(capsys, str(path), tmp_path / "out")
     assert_one_line_error(code, err, f"cannot parse {path}: ", tmp_path / "out")
-    assert "(line 4, column" in err
+    assert "line 4, column 5: did not find expected ',' or ']' (while parsing a flow sequence that starts at " \
+           "line 3, column 19)" in err  # the same words as a run config's YAML error
 
 
 def test_slurm_executor_without_sbatch(tmp_path, capsys, monkeypatch) -> None:
