@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 
 from experiments.callbacks.legacy_state import legacy_state
-from experiments.callbacks.steps import ended_optimizer_step, is_logged_step
+from experiments.callbacks.steps import ends_logged_step
 
 __all__ = ["DivergenceGuard"]
 
@@ -55,14 +55,12 @@ class DivergenceGuard(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         self.loss = None
-        step = trainer.global_step
-        logged = ended_optimizer_step(trainer, batch_idx) and is_logged_step(trainer, step, self.log_every)
-        if self.first_loss is not None and not logged:
+        if self.first_loss is not None and not ends_logged_step(trainer, batch_idx, self.log_every):
             return
         local = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.loss = float(trainer.strategy.reduce(local.detach(), reduce_op="mean"))
         if self.first_loss is None:
             self.first_loss = self.loss
         if not math.isfinite(self.loss) or self.loss > self.divergence_factor * self.first_loss:
-            self.diverged_at = step
+            self.diverged_at = trainer.global_step
             trainer.should_stop = True

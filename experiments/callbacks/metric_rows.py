@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.legacy_state import legacy_state
 from experiments.callbacks.step_timer import StepTiming
-from experiments.callbacks.steps import ended_optimizer_step, is_logged_step
+from experiments.callbacks.steps import ends_logged_step
 from experiments.store import RunStore
 
 __all__ = ["MetricRows"]
@@ -89,8 +89,7 @@ class MetricRows(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         step, loss = trainer.global_step, self.guard.loss
-        logged = ended_optimizer_step(trainer, batch_idx) and is_logged_step(trainer, step, self.log_every)
-        if loss is None or not (logged or self.guard.diverged_at == step):
+        if loss is None or not (ends_logged_step(trainer, batch_idx, self.log_every) or self.guard.diverged_at == step):
             return
         values = {"train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
         throughput = self.timing.interval_throughput()

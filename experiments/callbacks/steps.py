@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-__all__ = ["ended_optimizer_step", "is_logged_step", "ValidateLastStep"]
+__all__ = ["ended_optimizer_step", "ends_logged_step", "ValidateLastStep"]
 
 
 def ended_optimizer_step(trainer: pl.Trainer, batch_idx: int) -> bool:
@@ -20,10 +20,11 @@ def ended_optimizer_step(trainer: pl.Trainer, batch_idx: int) -> bool:
     return (batch_idx + 1) % trainer.accumulate_grad_batches == 0
 
 
-def is_logged_step(trainer: pl.Trainer, step: int, every: int) -> bool:
-    """Whether the training row of optimizer step ``step`` is logged: every ``every`` steps and
-    at the last step."""
-    return step % every == 0 or step >= trainer.max_steps
+def ends_logged_step(trainer: pl.Trainer, batch_idx: int, every: int) -> bool:
+    """Whether the batch ``batch_idx`` just ended an optimizer step whose training row is logged:
+    every ``every`` steps and the last step."""
+    step = trainer.global_step
+    return ended_optimizer_step(trainer, batch_idx) and (step % every == 0 or step >= trainer.max_steps)
 
 
 class ValidateLastStep(pl.Callback):
