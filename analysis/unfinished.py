@@ -3,8 +3,9 @@
 Its metric is the ``val/<m>`` it logged beside a ``val/<m>_best``; the metric's direction and the
 task's target come from summarised runs that share them (the task classes hold both, and
 analysis never imports them), else the direction from how ``val/<m>_best`` moved (a running
-maximum or minimum of ``val/<m>``). Best, final and steps-to-target then follow as the summary
-computes them; global_step and wall_time_s are the last logged ones.
+maximum or minimum of ``val/<m>``). Best and steps-to-target then follow by the summary's own
+rules (``experiments.metric_curve``), final as the summary takes it; global_step and wall_time_s
+are the last logged ones.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import frames as F
+from experiments import metric_curve
 
 __all__ = ["complete_unfinished", "infer_direction"]
 
@@ -67,10 +69,10 @@ def complete_unfinished(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
         runs.loc[index, F.FINAL] = final if math.isfinite(final) else np.nan
         if higher is None:
             continue
-        finite = values[np.isfinite(values[F.VALUE])]
-        if len(finite):
-            runs.loc[index, F.BEST] = finite[F.VALUE].max() if higher else finite[F.VALUE].min()
+        best_value = metric_curve.best(values[F.VALUE], higher)
+        if best_value is not None:
+            runs.loc[index, F.BEST] = best_value
         if target is not None and not pd.isna(target):
-            met = finite[finite[F.VALUE] >= target] if higher else finite[finite[F.VALUE] <= target]
-            runs.loc[index, F.STEPS_TO_TARGET] = met[F.STEP].iloc[0] if len(met) else np.nan
+            reached = metric_curve.steps_to_target(zip(values[F.STEP], values[F.VALUE]), target, higher)
+            runs.loc[index, F.STEPS_TO_TARGET] = np.nan if reached is None else reached
     return runs

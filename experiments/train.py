@@ -1,9 +1,12 @@
 """The training run: ``train(config)`` turns one config into one run directory in the store.
 
-A plain function (tests call it; the CLI is a thin layer over it). Completed and diverged runs
-are results: running the same config again is a no-op unless ``force``. A run killed or
-interrupted part-way resumes from its last checkpoint and ends with the summary an
-uninterrupted run would have written.
+A plain function (tests call it; the CLI is a thin layer over it), in three steps:
+``build_run`` builds the ``Run`` once (the seeded task and data, the callbacks that record it,
+the Trainer), ``fit`` trains it from its last checkpoint if there is one, and ``finish`` writes
+its summary from what the callbacks tracked while it trained. Completed and diverged runs are
+results: running the same config again is a no-op unless ``force``. A run killed or interrupted
+part-way resumes from its last checkpoint and ends with the summary an uninterrupted run would
+have written (the tracked state travels in the checkpoint).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
@@ -26,25 +30,26 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
 )
-from experiments.callbacks.instrument import Instrumentation
+from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
+from experiments.callbacks.layer_stats import LayerStatistics
+from experiments.callbacks.legacy_state import LEGACY_STATE_KEY
+from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.noise_scale import GradientNoiseScale
+from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.progress import Progress, log
+from experiments.callbacks.step_timer import StepTiming
+from experiments.callbacks.steps import ValidateLastStep
+from experiments.callbacks.stop_at_target import StopAtTarget
+from experiments.metric_curve import best, steps_to_target
+from experiments.optimizer_state import optimizer_state_bytes
 from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
 from experiments.tasks import build_task
+from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
-__all__ = ["train", "build_run", "run_dir", "steps_to_target", "wandb_run_id"]
-
-
-def steps_to_target(rows: list[dict[str, Any]], metric: str, target: float, higher_is_better: bool) -> Optional[int]:
-    """First step whose validation ``metric`` reaches ``target``; None if it never does."""
-    for row in rows:
-        value = row.get(metric)
-        if value is not None and (value >= target if higher_is_better else value <= target):
-            return row["step"]
-    return None
+__all__ = ["train", "Run", "build_run", "fit", "finish", "run_dir", "wandb_run_id"]
 
 
 def _keep_aside(root: Path) -> None:
@@ -76,6 +81,8 @@ _KNOWN_NOISE = (
     ".*Checkpoint directory .* exists and is not empty.*",  # a resumed run: its own last.ckpt is there
     ".*The `srun` command is available on your system but is not used.*",  # SLURM's client on a login node
     ".*AMP with fp16 is not supported on CPU.*",  # refused below, in one line (_check_precision)
+    # a checkpoint from before Instrumentation was split: the callbacks that replaced it read its state
+    rf".*Please add the following callbacks: \['{LEGACY_STATE_KEY}'\]",
 )
 # Under 16-mixed only: the GradScaler skips every optimizer step whose scaled gradients overflow,
 # the first ones included (its initial scale is chosen to be too high, then halved). Lightning
@@ -91,6 +98,32 @@ def _ignore_known_noise(precision: str) -> None:
     ``warnings.catch_warnings()``, which restores the filters after the run)."""
     for message in (*_KNOWN_NOISE, *([_SKIPPED_STEP_NOISE] if precision == "16-mixed" else [])):
         warnings.filterwarnings("ignore", message=message)
+
+
+@dataclass
+class Run:
+    """One run, built once from its config by ``build_run``: what ``fit`` trains and ``finish``
+    summarises."""
+
+    config: DictConfig
+    store: RunStore
+    module: TaskModule  # seeded, with its optimizer factory and learning-rate schedule
+    data: pl.LightningDataModule
+    lr: float  # the peak learning rate, after optimizer.lr_scaling
+    batch: int  # the effective batch size: samples per optimizer step
+    target: float  # the steps-to-target threshold: config.target, else the task's default for its size
+    trainer: pl.Trainer
+    rows: MetricRows  # metrics.jsonl and wandb; the final values, validations and training time
+    guard: DivergenceGuard
+    timing: StepTiming
+    memory: TrainingPeakMemory
+    stop: StopOnSignal
+    stop_at_target: Optional[StopAtTarget]  # with trainer.stop_at_target
+    noise_scale: Optional[GradientNoiseScale]  # with trainer.grad_noise_scale
+
+    @property
+    def metric(self) -> str:
+        return f"val/{self.module.metric}"
 
 
 def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional[float] = None) -> Optional[dict[str, Any]]:
@@ -110,13 +143,32 @@ def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional
     check_environment(config)
     with StopOnSignal() as stop, warnings.catch_warnings():
         _ignore_known_noise(config.trainer.precision)
-        return _train(config, store, stop, force=force, progress_every_s=progress_every_s)
+        run = build_run(config, store=store, force=force, stop=stop, progress_every_s=progress_every_s)
+        if run.trainer.is_global_zero:
+            finished = _claim(store, force)
+            if finished is not None:
+                return {**finished, "skipped": True}
+        try:
+            return finish(run, *fit(run))
+        finally:
+            if run.trainer.is_global_zero:
+                store.lock.release()
 
 
-def build_run(config: DictConfig) -> tuple[Any, Any, float, int]:
-    """The seeded task module (with its optimizer factory and schedule) and data module of
-    ``config``, its peak learning rate and its effective batch size."""
+def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bool = False,
+              stop: Optional[StopOnSignal] = None, progress_every_s: Optional[float] = None) -> Run:
+    """The seeded ``Run`` of ``config``: task module and data, peak learning rate, effective
+    batch size, target, callbacks and Trainer. Writes nothing.
+
+    ``store`` defaults to the config's run directory; ``force`` names the wandb run as a forced
+    re-run (``wandb_run_id``); ``stop`` is the signal handling the fit honours (``train`` enters
+    it before building, so that a signal while the data builds stops at once); a run reports
+    progress every ``progress_every_s`` seconds if given. Bad input (data, Trainer options, a
+    precision the device would replace) raises ``ConfigError``.
+    """
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    store = store if store is not None else RunStore(run_dir(config))
+    stop = stop if stop is not None else StopOnSignal()
     batch = effective_batch_size(config)
     lr = scaled_lr(config.optimizer.lr, config.optimizer.lr_scaling, batch, config.optimizer.reference_batch_size)
     lr_lambda = partial(
@@ -128,44 +180,40 @@ def build_run(config: DictConfig) -> tuple[Any, Any, float, int]:
         module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
-    return module, data, lr, batch
-
-
-def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
-    """Refuse a precision Lightning would replace (16-mixed runs as bf16-mixed on a CPU; "32" is
-    32-true): config.yaml, and so the run_id, must say what the run computes."""
-    if trainer.precision != config.trainer.precision:
-        raise ConfigError(
-            f"trainer.precision={config.trainer.precision} runs as {trainer.precision} on "
-            f"{trainer.strategy.root_device.type}: set trainer.precision={trainer.precision}, "
-            "so the run records what it computes"
-        )
-
-
-def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bool,
-           progress_every_s: Optional[float]) -> Optional[dict[str, Any]]:
-    """Build the task and the trainer, then claim the run and fit it (``train`` sets up around it)."""
-    module, data, lr, batch = build_run(config)
-    instrumentation = Instrumentation(
-        store, wandb=_wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None,
-        effective_batch_size=batch, log_every=config.trainer.log_every_n_steps,
-        layer_stats_every=config.trainer.layer_stats_every_n_steps,
-        divergence_factor=config.trainer.divergence_factor,
-        stop_at=(f"val/{module.metric}", _target(config, module), module.higher_is_better)
-        if config.trainer.stop_at_target else None,
-    )
-    callbacks: list[pl.Callback] = [instrumentation]
-    if config.trainer.grad_noise_scale:
-        callbacks.append(GradientNoiseScale(
-            instrumentation.write_scalars, micro_batch=config.data.batch_size,
-            accumulate=config.trainer.accumulate_grad_batches, log_every=config.trainer.log_every_n_steps,
-        ))
+    target = config.target if config.target is not None else module.default_target[config.size]
+    trainer_config = config.trainer
+    guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
+                            divergence_factor=trainer_config.divergence_factor)
+    timing = StepTiming(batch)
+    memory = TrainingPeakMemory()
+    wandb = _wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None
+    rows = MetricRows(store, wandb=wandb, guard=guard, timing=timing, log_every=trainer_config.log_every_n_steps)
+    stop_at_target = (StopAtTarget(f"val/{module.metric}", target, module.higher_is_better)
+                      if trainer_config.stop_at_target else None)
+    noise_scale = GradientNoiseScale(
+        rows.write, micro_batch=config.data.batch_size, accumulate=trainer_config.accumulate_grad_batches,
+        log_every=trainer_config.log_every_n_steps,
+    ) if trainer_config.grad_noise_scale else None
     # Saved after each validation (not before it, as every_n_train_steps would): a resumed run
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=False, enable_version_counter=False)
-    progress = [] if progress_every_s is None else [Progress(effective_batch_size=batch, every_s=progress_every_s)]
-    try:  # Lightning checks precision, accelerator, strategy... here: before anything is written
+    progress = Progress(effective_batch_size=batch, every_s=progress_every_s) if progress_every_s is not None else None
+    # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
+    # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
+    # ends the step (after the read, which waits for the device) and the training row is written.
+    callbacks = [memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps), guard,
+                 timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
+    trainer = _trainer(config, store, [c for c in callbacks if c is not None])
+    return Run(config=config, store=store, module=module, data=data, lr=lr, batch=batch, target=target,
+               trainer=trainer, rows=rows, guard=guard, timing=timing, memory=memory, stop=stop,
+               stop_at_target=stop_at_target, noise_scale=noise_scale)
+
+
+def _trainer(config: DictConfig, store: RunStore, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer of the run; Lightning checks precision, accelerator, strategy... here, before
+    anything is written, and a refusal is a ``ConfigError``."""
+    try:
         trainer = pl.Trainer(
             default_root_dir=str(store.root),  # where Lightning looks for SLURM requeue checkpoints
             max_steps=config.trainer.max_steps,
@@ -180,8 +228,8 @@ def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bo
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
             use_distributed_sampler=False,  # the data module shards training and validation itself
-            logger=False,  # Instrumentation logs to the store and wandb, at the same steps
-            callbacks=[*callbacks, checkpoint, stop, *progress],
+            logger=False,  # MetricRows logs to the store and wandb, at the same steps
+            callbacks=callbacks,
             enable_progress_bar=False,  # experiments.callbacks.progress reports instead
             enable_model_summary=False,
             deterministic=False,
@@ -189,15 +237,18 @@ def _train(config: DictConfig, store: RunStore, stop: StopOnSignal, *, force: bo
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
     _check_precision(config, trainer)
-    if trainer.is_global_zero:
-        finished = _claim(store, force)
-        if finished is not None:
-            return {**finished, "skipped": True}
-    try:
-        return _fit_and_finish(config, store, module, data, trainer, instrumentation, stop, lr, batch)
-    finally:
-        if trainer.is_global_zero:
-            store.lock.release()
+    return trainer
+
+
+def _check_precision(config: DictConfig, trainer: pl.Trainer) -> None:
+    """Refuse a precision Lightning would replace (16-mixed runs as bf16-mixed on a CPU; "32" is
+    32-true): config.yaml, and so the run_id, must say what the run computes."""
+    if trainer.precision != config.trainer.precision:
+        raise ConfigError(
+            f"trainer.precision={config.trainer.precision} runs as {trainer.precision} on "
+            f"{trainer.strategy.root_device.type}: set trainer.precision={trainer.precision}, "
+            "so the run records what it computes"
+        )
 
 
 def _claim(store: RunStore, force: bool) -> Optional[dict[str, Any]]:
@@ -217,47 +268,89 @@ def _claim(store: RunStore, force: bool) -> Optional[dict[str, Any]]:
     return None
 
 
-def _fit_and_finish(config: DictConfig, store: RunStore, module, data, trainer: pl.Trainer,
-                    instrumentation: Instrumentation, stop: StopOnSignal, lr: float,
-                    batch: int) -> Optional[dict[str, Any]]:
+def fit(run: Run) -> tuple[str, Optional[str]]:
+    """Train ``run`` (from its last checkpoint, if any); return the status it ended with and the
+    error of a failed run.
+
+    An exception is a failed run (recorded; the caller decides whether to go on); a diverged run
+    is ``diverged``; a run that stopped short of its budget without reaching its target is
+    ``interrupted``. A signal (or Lightning's own SIGTERM handling) writes the ``interrupted``
+    summary here and raises ``Interrupted``, naming the signal.
+    """
+    store, trainer = run.store, run.trainer
     resume = store.resume_checkpoint()
     if trainer.is_global_zero:
-        store.begin(to_yaml(config), collect_meta(), resume=resume is not None)
+        store.begin(to_yaml(run.config), collect_meta(), resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
     status, error = "completed", None
     try:
-        trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
+        trainer.fit(run.module, run.data, ckpt_path=str(resume) if resume else None)
     except (Interrupted, SystemExit) as exc:  # SIGTERM reaches here as Lightning's SIGTERMException
-        interrupted = exc if isinstance(exc, Interrupted) else Interrupted(stop.received) if stop.received else None
+        received = run.stop.received
+        interrupted = exc if isinstance(exc, Interrupted) else Interrupted(received) if received else None
         if trainer.is_global_zero:
-            store.finish(_summary(config, store, module, trainer, instrumentation, "interrupted",
-                                  str(interrupted or f"stopped by {type(exc).__name__}"), lr, batch))
+            store.finish(_summary(run, "interrupted", str(interrupted or f"stopped by {type(exc).__name__}")))
         if interrupted is not None:
             raise interrupted from None
         raise
-    except Exception as exc:  # recorded in the store; the caller decides whether to go on
+    except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
-    if instrumentation.diverged_at is not None:
+    reached_target = run.stop_at_target is not None and run.stop_at_target.reached_at is not None
+    if run.guard.diverged_at is not None:
         status = "diverged"
-    elif (status == "completed" and trainer.global_step < config.trainer.max_steps
-          and instrumentation.reached_target_at is None):
+    elif status == "completed" and trainer.global_step < run.config.trainer.max_steps and not reached_target:
         status = "interrupted"
-    if not trainer.is_global_zero:
+    return status, error
+
+
+def finish(run: Run, status: str, error: Optional[str]) -> Optional[dict[str, Any]]:
+    """Write the run's summary (global rank 0; None elsewhere) and close its wandb run."""
+    if not run.trainer.is_global_zero:
         return None
-    summary = store.finish(_summary(config, store, module, trainer, instrumentation, status, error, lr, batch))
-    if instrumentation.wandb is not None:
-        instrumentation.wandb.experiment.summary.update(summary)  # nested best/final read back as dicts
-        instrumentation.wandb.finalize(status)
+    summary = run.store.finish(_summary(run, status, error))
+    wandb_logger = run.rows.wandb
+    if wandb_logger is not None:
+        wandb_logger.experiment.summary.update(summary)  # nested best/final read back as dicts
+        wandb_logger.finalize(status)
         import wandb
 
         wandb.finish()
     return summary
 
 
-def _target(config: DictConfig, module) -> float:
-    """The run's steps-to-target threshold: ``target``, else the task's default for its size."""
-    return config.target if config.target is not None else module.default_target[config.size]
+def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
+    """The summary.json of ``run``, from what its callbacks tracked (none of it read back from
+    the store): final values, best and steps-to-target of the validation metric, timings, memory."""
+    config, module, trainer = run.config, run.module, run.trainer
+    curve = run.rows.curve(run.metric)
+    return {
+        "status": status,
+        "error": error,
+        "run_id": run.store.root.name,
+        "task": config.task,
+        "optimizer": config.optimizer.name,
+        "lr": run.lr,
+        "effective_batch_size": run.batch,
+        "seed": config.seed,
+        "global_step": trainer.global_step,
+        "diverged_at_step": run.guard.diverged_at,
+        "metric": run.metric,
+        "higher_is_better": module.higher_is_better,
+        "final": {k: finite_or_none(v) for k, v in run.rows.final.items()},
+        "best": {run.metric: best((value for _, value in curve), module.higher_is_better)},
+        "target": run.target,
+        "steps_to_target": steps_to_target(curve, run.target, module.higher_is_better),
+        "wall_time_s": run.rows.elapsed(),
+        "train_step_time_s": run.timing.timer.mean(),
+        "throughput_samples_per_s": run.timing.throughput(),
+        "peak_memory_bytes": run.memory.peak(),
+        # Measured at the end: the state of a run resumed from its final checkpoint is restored
+        # from it, though no step runs.
+        "optimizer_state_bytes": optimizer_state_bytes(trainer.optimizers[0]) if trainer.optimizers else 0,
+        "num_parameters": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
+        "grad_noise_scale": run.noise_scale.estimator.simple if run.noise_scale is not None else None,
+    }
 
 
 def wandb_run_id(store: RunStore, force: bool) -> str:
@@ -273,8 +366,8 @@ def wandb_run_id(store: RunStore, force: bool) -> str:
 
 
 def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
-    """A WandbLogger that Instrumentation logs through (never handed to the Trainer: Lightning
-    would log rank 0's loss at its own cadence). Named by the run_id, grouped by the study."""
+    """A WandbLogger that MetricRows logs through (never handed to the Trainer: Lightning would
+    log rank 0's loss at its own cadence). Named by the run_id, grouped by the study."""
     from pytorch_lightning.loggers import WandbLogger
 
     return WandbLogger(
@@ -285,39 +378,3 @@ def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
     )
 
 
-def _summary(config: DictConfig, store: RunStore, module, trainer: pl.Trainer, instrumentation: Instrumentation,
-             status: str, error: Optional[str], lr: float, batch: int) -> dict[str, Any]:
-    rows = list(store.rows("metrics.jsonl"))
-    metric = f"val/{module.metric}"
-    target = _target(config, module)
-    final = {}
-    for row in rows:
-        final.update({k: v for k, v in row.items() if k not in ("step", "epoch", "wall_time")})
-    values = [row[metric] for row in rows if finite_or_none(row.get(metric)) is not None]
-    best = (max if module.higher_is_better else min)(values) if values else None
-    return {
-        "status": status,
-        "error": error,
-        "run_id": store.root.name,
-        "task": config.task,
-        "optimizer": config.optimizer.name,
-        "lr": lr,
-        "effective_batch_size": batch,
-        "seed": config.seed,
-        "global_step": trainer.global_step,
-        "diverged_at_step": instrumentation.diverged_at,
-        "metric": metric,
-        "higher_is_better": module.higher_is_better,
-        "final": {k: finite_or_none(v) for k, v in final.items()},
-        "best": {metric: best},
-        "target": target,
-        "steps_to_target": steps_to_target(rows, metric, target, module.higher_is_better),
-        "wall_time_s": instrumentation.elapsed(),
-        "train_step_time_s": instrumentation.step_timer.mean(),
-        "throughput_samples_per_s": instrumentation.throughput(),
-        "peak_memory_bytes": instrumentation.peak_memory.peak() if instrumentation.peak_memory else None,
-        "optimizer_state_bytes": instrumentation.state_bytes,
-        "num_parameters": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
-        "grad_noise_scale": next((c.estimator.simple for c in trainer.callbacks
-                                  if isinstance(c, GradientNoiseScale)), None),
-    }

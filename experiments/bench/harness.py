@@ -78,14 +78,14 @@ def bare_loop(config: DictConfig) -> tuple[float, float]:
     """(samples/s, last loss) of a hand-written loop over ``config``'s model, batches, optimizer
     and schedule. The loss is the one ``optbench train`` records at its last step: the two
     compute the same thing."""
-    module, data, _, batch = build_run(config)
+    run = build_run(config)  # its Trainer stays unused: the loop below is the bare one
     device = _device(config)
-    model = module.to(device).train()
-    optimizer = module.optimizer_factory(module.model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, module.lr_lambda)
+    model = run.module.to(device).train()
+    optimizer = model.optimizer_factory(model.model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, model.lr_lambda)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.trainer.precision == "bf16-mixed"
                 else contextlib.nullcontext())
-    batches, timer, last_loss = iter(data.train_dataloader()), StepTimer(), float("nan")
+    batches, timer, last_loss = iter(run.data.train_dataloader()), StepTimer(), float("nan")
     for step in range(1, config.trainer.max_steps + 1):
         batch_on_device = move_data_to_device(next(batches), device)
         with autocast:
@@ -97,7 +97,7 @@ def bare_loop(config: DictConfig) -> tuple[float, float]:
         if step % config.trainer.log_every_n_steps == 0 or step == config.trainer.max_steps:
             last_loss = loss.item()
         timer.step_ended()
-    return batch / timer.mean(), last_loss
+    return run.batch / timer.mean(), last_loss
 
 
 def harness_run(config: DictConfig) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from experiments.callbacks.instrument import optimizer_state_bytes
+from experiments.optimizer_state import optimizer_state_bytes
 from optimizers import build_optimizer, optimizer_names
 from optimizers.did_you_mean import did_you_mean
 

@@ -86,7 +86,7 @@ class GradientNoiseScale(pl.Callback):
     After each backward pass the gradient accumulated so far is compared with the previous one:
     their difference is that micro-batch's gradient divided by the number of micro-batches
     (Lightning divides the loss by it). Costs one float32 copy of the gradients while on.
-    ``log(trainer, step, values)`` (``Instrumentation.write_scalars`` in a run: metrics.jsonl and
+    ``log(trainer, step, values)`` (``MetricRows.write`` in a run: metrics.jsonl and
     wandb) receives ``gns/simple``, ``gns/trace_sigma`` and ``gns/grad_sq`` at the first and every
     ``log_every`` steps; the last B_simple is the summary's ``grad_noise_scale``.
     """

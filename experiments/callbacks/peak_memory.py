@@ -7,6 +7,10 @@ resident set size (Linux's ``VmHWM``), reset the same way by writing 5 to
 the same process is not counted, and ``pause`` ... ``resume`` leaves out a stretch that only
 measurement makes (the weight copies of the layer statistics): the peak is then the largest of
 the peaks before and after it.
+
+``TrainingPeakMemory`` wires a meter into a run: it starts measuring when training starts, on
+the module's device, and keeps the peak of earlier attempts across a resume: a resumed run's
+peak is the largest of its attempts', as an uninterrupted run's is the peak of its one.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import contextlib
 import re
 import resource
 from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
 import torch
 
-__all__ = ["PeakMemory"]
+__all__ = ["PeakMemory", "TrainingPeakMemory"]
 
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -58,3 +65,34 @@ class PeakMemory:
             return
         with contextlib.suppress(OSError):
             _CLEAR_REFS.write_text("5")
+
+
+class TrainingPeakMemory(pl.Callback):
+    """The peak memory of a run's training, all attempts together (``peak``); ``pause`` and
+    ``resume`` leave a measurement's own copies out (the layer statistics call them)."""
+
+    def __init__(self) -> None:
+        self.meter: Optional[PeakMemory] = None  # from the start of training in this process
+        self._earlier: Optional[int] = None  # the peak of earlier attempts (resume)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"peak": self.peak()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._earlier = state_dict["peak"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.meter = PeakMemory(pl_module.device)
+        self.meter.reset()
+
+    def pause(self) -> None:
+        """Leave what comes until ``resume`` out of the peak (training has started)."""
+        self.meter.pause()
+
+    def resume(self) -> None:
+        self.meter.resume()
+
+    def peak(self) -> Optional[int]:
+        """Peak bytes; None before training started in any attempt."""
+        peaks = [p for p in (self._earlier, self.meter.peak() if self.meter is not None else None) if p is not None]
+        return max(peaks) if peaks else None

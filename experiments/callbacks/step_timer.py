@@ -13,6 +13,10 @@ harness records on the way), leaving out
 Its mean, ``seconds / steps``, is ``train_step_time_s``; throughput is batch / that mean. On a GPU
 the intervals are host time between step ends: the CPU runs ahead of the device only until the
 next read of a value (a logged loss) waits for it, so their sum over a run is the device's time.
+
+``StepTiming`` wires a timer into a run: it ends a step where the batch that ended it ends
+(after the divergence guard's read of a logged loss, so that on a GPU that step's work is done
+by then), pauses for every validation, and keeps the counted intervals across a resume.
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-__all__ = ["StepTimer", "WARMUP_STEPS"]
+import pytorch_lightning as pl
+
+from experiments.callbacks.legacy_state import legacy_state
+from experiments.callbacks.steps import ended_optimizer_step
+
+__all__ = ["StepTimer", "StepTiming", "WARMUP_STEPS"]
 
 WARMUP_STEPS = 5  # left out at the start of every process
 
@@ -59,3 +68,52 @@ class StepTimer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seconds, self.steps = state["seconds"], state["steps"]
+
+
+class StepTiming(pl.Callback):
+    """Times a run's training steps (``timer``) and turns them into samples per second.
+
+    Placed after ``DivergenceGuard`` in the Trainer's callbacks: Lightning calls them in that
+    order, and the step's end must come after the loss is read.
+    """
+
+    def __init__(self, effective_batch_size: int) -> None:
+        self.timer = StepTimer()
+        self.effective_batch_size = effective_batch_size
+        self._since: tuple[float, int] = (0.0, 0)  # the timer's (seconds, steps) at the last interval
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.timer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.timer.load_state_dict(state_dict)
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        legacy = legacy_state(checkpoint, self.state_key)
+        if legacy is not None and "step_timer" in legacy:  # absent from checkpoints written before it was kept
+            self.timer.load_state_dict(legacy["step_timer"])
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = (self.timer.seconds, self.timer.steps)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if ended_optimizer_step(trainer, batch_idx):
+            self.timer.step_ended()
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer.pause()
+
+    def throughput(self) -> Optional[float]:
+        """Samples per second of the timed training steps, all attempts together."""
+        mean = self.timer.mean()
+        return self.effective_batch_size / mean if mean else None
+
+    def interval_throughput(self) -> Optional[float]:
+        """Samples per second of the steps timed since the previous call (or since training
+        started in this process); None if none was (the first steps)."""
+        start_seconds, start_steps = self._since
+        seconds, steps = self.timer.seconds - start_seconds, self.timer.steps - start_steps
+        self._since = (self.timer.seconds, self.timer.steps)
+        return steps * self.effective_batch_size / seconds if steps else None

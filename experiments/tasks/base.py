@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+
+from experiments.metric_curve import best
 
 __all__ = ["TaskModule", "OptimizerFactory", "LrLambda"]
 
@@ -39,7 +41,7 @@ class TaskModule(pl.LightningModule):
         self.optimizer_factory = optimizer_factory
         self.lr_lambda = lr_lambda
         self.model = self.build_model(size)
-        self.best_metric = -math.inf if self.higher_is_better else math.inf
+        self.best_metric: Optional[float] = None  # the best finite value so far (metric_curve.best)
 
     @abstractmethod
     def build_model(self, size: str) -> nn.Module: ...
@@ -58,7 +60,7 @@ class TaskModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         # Not self.log-ged: Lightning's logging cost 2% of a default vision step (bench harness);
-        # Instrumentation and Progress read the returned loss where they need it.
+        # the divergence guard and Progress read the returned loss where they need it.
         return self.loss(batch)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -66,11 +68,11 @@ class TaskModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         value = self.compute_metric()
-        better = value > self.best_metric if self.higher_is_better else value < self.best_metric
-        if better:
-            self.best_metric = value
+        # A checkpoint written before best_metric could be None holds ±inf until a finite value
+        # came: ``best`` ignores it as it ignores every non-finite value.
+        self.best_metric = best([self.best_metric, value], self.higher_is_better)
         self.log(f"val/{self.metric}", value, sync_dist=True)
-        self.log(f"val/{self.metric}_best", self.best_metric, sync_dist=True)
+        self.log(f"val/{self.metric}_best", math.nan if self.best_metric is None else self.best_metric, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.model)

@@ -25,3 +25,18 @@ def subprocess_env() -> dict[str, str]:
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+def to_legacy_checkpoint(path: Path) -> None:
+    """Rewrite the checkpoint at ``path`` as the code before the run's instrumentation was split
+    wrote it: one ``Instrumentation`` state (first loss, training seconds, step timer) and none
+    of the state of the callbacks that replaced it."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    states = checkpoint["callbacks"]
+    rows, guard, timing = states.pop("MetricRows"), states.pop("DivergenceGuard"), states.pop("StepTiming")
+    for replaced in ("TrainingPeakMemory", "StopAtTarget"):
+        states.pop(replaced, None)
+    states["Instrumentation"] = {"first_loss": guard["first_loss"], "elapsed": rows["elapsed"], "step_timer": timing}
+    torch.save(checkpoint, path)

@@ -51,13 +51,13 @@ class StepLog(pl.Callback):
 def fit_16_mixed(config, max_steps: int, log: StepLog, ckpt_path: Optional[Path] = None) -> pl.Trainer:
     """Fit the config's task, built as ``train()`` builds it (seeded, its optimizer and schedule),
     in fp16 autocast on the CPU up to ``max_steps`` (from ``ckpt_path`` if given)."""
-    module, data, _, _ = build_run(config)
+    run = build_run(config)
     trainer = pl.Trainer(
         plugins=[MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=INIT_SCALE))],
         accelerator="cpu", devices=1, max_steps=max_steps, limit_val_batches=0, logger=False,
         callbacks=[log], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
-    trainer.fit(module, data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    trainer.fit(run.module, run.data, ckpt_path=str(ckpt_path) if ckpt_path else None)
     return trainer
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 import torch
 
-from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env
+from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env, to_legacy_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +125,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted)
     assert_resumes_to(root, tmp_path, uninterrupted)
 
 
+def test_a_checkpoint_from_before_the_split_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
+    """Killed past step 40, its checkpoint rewritten as the code before the instrumentation's
+    split wrote it (one ``Instrumentation`` state): the run resumes to the uninterrupted result,
+    its best, steps-to-target and final values recovered from the rows it kept."""
+    root, _, _ = kill_when(tmp_path, past_40, past_40_with_checkpoint)
+    to_legacy_checkpoint(root / "checkpoints" / "last.ckpt")
+    assert_resumes_to(root, tmp_path, uninterrupted)
+
+
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_says_so_and_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, signum, exit_code):
     """SIGINT (Ctrl-C) or SIGTERM (a scheduler's time limit) past step 40: the process exits
@@ -150,10 +159,13 @@ def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path) -> None:
     resumed = json.loads((root / "summary.json").read_text())
     reference = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["run_id"] == reference["run_id"] == root.name
-    for key in ("status", "global_step", "best", "metric", "target"):
+    for key in ("status", "global_step", "best", "metric", "target", "steps_to_target", "diverged_at_step"):
         assert resumed[key] == reference[key], key
     assert resumed["status"] == "completed" and resumed["global_step"] == 120
     assert resumed["final"]["train/loss"] == reference["final"]["train/loss"]
+    # every final value but the throughput, which is the time of the last steps
+    assert {k: v for k, v in resumed["final"].items() if k != "throughput"} == \
+        {k: v for k, v in reference["final"].items() if k != "throughput"}
 
     steps = Counter(r["step"] for r in train_rows(root))
     assert [s for s, n in steps.items() if n > 1] == []

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import subprocess
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from experiments.config import RunConfig, load_config, run_id, to_yaml
 from experiments.schedule import lr_multiplier
 from experiments.store import RunStore
 from experiments.tasks.components.resnet import ResNet
-from experiments.train import run_dir, steps_to_target, train
-from tests.experiments.support import TINY
+from experiments.train import run_dir, train
+from tests.experiments.support import TINY, to_legacy_checkpoint
 
 MAX_STEPS, VAL_EVERY, LOG_EVERY, LAYERS_EVERY = 20, 10, 5, 10
 
@@ -163,10 +164,10 @@ def test_step_time_leaves_out_the_first_steps_and_the_validations(completed):
     """Of 20 steps, the timed ones are 6..20 (5 of warm-up), less step 11, whose interval held
     the validation at step 10; their time is part of the wall time."""
     _, summary, root = completed
-    state = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]["Instrumentation"]
-    assert state["step_timer"]["steps"] == MAX_STEPS - 5 - 1
-    assert state["step_timer"]["seconds"] == pytest.approx(summary["train_step_time_s"] * (MAX_STEPS - 6))
-    assert state["step_timer"]["seconds"] < summary["wall_time_s"]
+    state = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]["StepTiming"]
+    assert state["steps"] == MAX_STEPS - 5 - 1
+    assert state["seconds"] == pytest.approx(summary["train_step_time_s"] * (MAX_STEPS - 6))
+    assert state["seconds"] < summary["wall_time_s"]
 
 
 def test_optimizer_state_bytes_is_adamw_state(completed):
@@ -272,16 +273,47 @@ def test_stop_at_target_ends_the_run_completed(tmp_path, target, max_steps, expe
     assert summary["steps_to_target"] == (10 if target == 0.0 else None)
 
 
-@pytest.mark.parametrize("rows, target, higher, expected", [
-    ([{"step": 5, "val/acc": 0.2}, {"step": 10, "val/acc": 0.6}, {"step": 15, "val/acc": 0.7}], 0.6, True, 10),
-    ([{"step": 5, "val/acc": 0.2}, {"step": 10, "val/acc": 0.5}], 0.6, True, None),
-    ([{"step": 5, "train/loss": 1.0}, {"step": 10, "val/acc": 0.9}], 0.6, True, 10),
-    ([{"step": 5, "val/acc": 3.0}, {"step": 10, "val/acc": 1.9}], 2.0, False, 10),
-    ([], 0.5, True, None),
-])
-def test_steps_to_target_function(rows, target, higher, expected):
-    """The first step whose metric reaches the target in the metric's direction, else None."""
-    assert steps_to_target(rows, "val/acc", target, higher) == expected
+# Runs that end at their last checkpoint, with their status and last step: a budget not a multiple
+# of the validation interval (with the noise scale, whose estimate is state too), a stop at the
+# target, a divergence.
+ENDS_AT_ITS_CHECKPOINT = {
+    "completed": (["trainer.max_steps=7", "trainer.val_every_n_steps=5", "trainer.log_every_n_steps=2",
+                   "trainer.accumulate_grad_batches=2", "trainer.grad_noise_scale=true", "target=0.05"],
+                  "completed", 7),
+    "stopped at its target": (["target=0.0", "trainer.stop_at_target=true", "trainer.max_steps=30",
+                               "trainer.val_every_n_steps=10"], "completed", 10),
+    "diverged": (["optimizer.name=sgd", "optimizer.lr=1e6", "trainer.max_steps=20", "trainer.val_every_n_steps=10",
+                  "trainer.log_every_n_steps=10"], "diverged", 10),  # the first logged step after step 1
+}
+
+
+@pytest.mark.parametrize("kind, legacy", [(kind, False) for kind in ENDS_AT_ITS_CHECKPOINT] + [("completed", True)])
+def test_a_run_resumed_from_its_last_checkpoint_ends_as_it_did(tmp_path, kind, legacy):
+    """Killed after its last checkpoint but before its summary (summary.json removed, as if),
+    the run, run again, takes no step: it writes the summary it would have written, from the
+    state the checkpoint restores (final values, validations, target reached, divergence,
+    timer, peak memory, noise scale, optimizer state), and logs nothing again. Wall time aside:
+    the checkpoint's is the last validation's. A checkpoint written before the instrumentation
+    was split (legacy) resumes to the same summary, without a warning, its peak memory aside
+    (it kept none)."""
+    overrides, status, last_step = ENDS_AT_ITS_CHECKPOINT[kind]
+    config = tiny_config(tmp_path, *overrides)
+    first = train(config)
+    assert (first["status"], first["global_step"]) == (status, last_step)
+    root = run_dir(config)
+    rows = read_jsonl(root / "metrics.jsonl")
+    (root / "summary.json").unlink()
+    if legacy:
+        to_legacy_checkpoint(root / "checkpoints" / "last.ckpt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = train(config)
+    assert [str(w.message) for w in caught if "callbacks" in str(w.message)] == []
+    assert 0 < again.pop("wall_time_s") <= first.pop("wall_time_s")
+    if legacy:
+        assert again.pop("peak_memory_bytes") is None and first.pop("peak_memory_bytes") > 0
+    assert again == first
+    assert read_jsonl(root / "metrics.jsonl") == rows
 
 
 def test_wandb_offline_run_lands_in_the_run_directory(tmp_path):
