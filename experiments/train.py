@@ -44,7 +44,9 @@ from experiments.callbacks.stop_at_target import StopAtTarget
 from experiments.metric_curve import best, steps_to_target
 from experiments.optimizer_state import optimizer_state_bytes
 from experiments.schedule import lr_multiplier, scaled_lr
-from experiments.store import FINISHED, RunLockedError, RunStore, collect_meta, finite_or_none
+from experiments.store import (
+    COMPLETED, DIVERGED, FAILED, FINISHED, INTERRUPTED, RunLockedError, RunStore, collect_meta, finite_or_none,
+)
 from experiments.tasks import build_task
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
@@ -283,24 +285,24 @@ def fit(run: Run) -> tuple[str, Optional[str]]:
         store.begin(to_yaml(run.config), collect_meta(), resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
-    status, error = "completed", None
+    status, error = COMPLETED, None
     try:
         trainer.fit(run.module, run.data, ckpt_path=str(resume) if resume else None)
     except (Interrupted, SystemExit) as exc:  # SIGTERM reaches here as Lightning's SIGTERMException
         received = run.stop.received
         interrupted = exc if isinstance(exc, Interrupted) else Interrupted(received) if received else None
         if trainer.is_global_zero:
-            store.finish(_summary(run, "interrupted", str(interrupted or f"stopped by {type(exc).__name__}")))
+            store.finish(_summary(run, INTERRUPTED, str(interrupted or f"stopped by {type(exc).__name__}")))
         if interrupted is not None:
             raise interrupted from None
         raise
     except Exception as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        status, error = FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
     reached_target = run.stop_at_target is not None and run.stop_at_target.reached_at is not None
     if run.guard.diverged_at is not None:
-        status = "diverged"
-    elif status == "completed" and trainer.global_step < run.config.trainer.max_steps and not reached_target:
-        status = "interrupted"
+        status = DIVERGED
+    elif status == COMPLETED and trainer.global_step < run.config.trainer.max_steps and not reached_target:
+        status = INTERRUPTED
     return status, error
 
 

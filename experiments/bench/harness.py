@@ -32,8 +32,9 @@ import torch
 from lightning_fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 
-from experiments.config import ConfigError, load_config
 from experiments.callbacks.step_timer import WARMUP_STEPS, StepTimer
+from experiments.config import ConfigError, load_config
+from experiments.store import COMPLETED
 from experiments.train import build_run, train
 
 __all__ = ["HarnessRow", "time_harness", "bare_loop", "ratios", "setting", "DEFAULT_OVERRIDES", "BARE",
@@ -105,7 +106,7 @@ def harness_run(config: DictConfig) -> tuple[float, float]:
     start = time.perf_counter()
     summary = train(config)
     seconds = time.perf_counter() - start
-    if summary["status"] != "completed":
+    if summary["status"] != COMPLETED:
         raise RuntimeError(f"the harness run ended {summary['status']}: {summary['error']}")
     return summary["throughput_samples_per_s"], summary["global_step"] * summary["effective_batch_size"] / seconds
 
