@@ -44,7 +44,8 @@ def study_run(spec: str | Path, overrides: Sequence[str] = (), *, executor: str 
 
     Returns the exit status: 0 when every planned run has finished (completed or diverged), 1
     when some have not, 130 on Ctrl-C; SIGTERM ends the process with 143 (``SystemExit``). The
-    same call resumes an interrupted study. Bad input raises ``ValueError`` (``StudyError``, ``ConfigError``) before anything is written.
+    same call resumes an interrupted study. Bad input raises ``ValueError`` (``StudyError``,
+    ``ConfigError``) before anything is written.
     """
     console = console or Console()
     plan = plan_study(load_spec(str(spec)), overrides)
@@ -106,7 +107,8 @@ def _plan_table(plan: StudyPlan) -> Table:
     return table
 
 
-def study_status(directory: str | Path, *, as_json: bool = False, console: Optional[Console] = None) -> dict[str, Any]:
+def study_status(directory: str | Path, *, as_json: bool = False,
+                 console: Optional[Console] = None) -> dict[str, Any]:
     """``optbench study status``: the runs of the study in ``directory`` and their status, each
     cell's selection, printed as a table and one line per cell (``as_json``: as JSON, the keys
     ``runs``, ``cells``, ``counts`` and ``study``); returns that status."""
