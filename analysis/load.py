@@ -106,7 +106,8 @@ def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api:
     ``cache_dir``: where the parquet cache lives (default ``default_cache_dir()``; None: no
     cache). ``api``: the wandb public-API client for ``wandb:`` sources (default ``wandb.Api()``;
     see ``analysis.sources.wandb_api`` for what a stub needs). ``workers``: threads reading runs.
-    A file that cannot be read is left out with one ``SkippedFileWarning`` naming it.
+    A file that cannot be read is left out with one ``SkippedFileWarning`` naming it. A source
+    that is not there, or holds no runs, raises ``ValueError`` naming it.
     """
     cache_root = default_cache_dir() if cache_dir is _DEFAULT else cache_dir
     workers = workers or os.cpu_count() or 2
@@ -114,6 +115,8 @@ def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api:
     metrics, layers = [METRICS_SCHEMA.empty_table()], [LAYERS_SCHEMA.empty_table()]
     for spec in sources:
         source = _resolve(str(spec), api)
+        if not source.units:
+            raise ValueError(f"no runs in {spec}")
         source_rows, source_metrics, source_layers = _read_source(source, Cache(cache_root, source.cache_id), workers)
         rows += source_rows
         metrics.append(source_metrics)

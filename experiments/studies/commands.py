@@ -1,18 +1,20 @@
-"""The ``optbench study`` subcommands: ``run``, ``status`` and ``list`` (parsed in ``experiments.cli``)."""
+"""The ``optbench study`` commands, ``run``, ``status`` and ``list``, as plain functions
+(``experiments.cli`` parses the command line and calls them; tests call them directly)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
 
+from experiments.store import EXIT_FAILED, EXIT_RESULT, EXIT_SIGINT, EXIT_SIGTERM
 from experiments.studies.executors import build_executor
 from experiments.studies.plan import StudyPlan, plan_study
 from experiments.studies.protocol import SELECTED
@@ -34,31 +36,43 @@ def executor_options(items: Sequence[str]) -> dict[str, Any]:
         raise StudyError(f"--executor-options: {str(error).splitlines()[0]}") from None
 
 
-def study_run(args: argparse.Namespace, console: Console) -> int:
-    """Plan the study, say what exists and what will run, then run it (or, ``--dry-run``, list
-    the planned runs). Exit 0 when every planned run has finished (completed or diverged)."""
-    spec = load_spec(args.spec)
-    plan = plan_study(spec, args.overrides)
+def study_run(spec: str | Path, overrides: Sequence[str] = (), *, executor: str = "local",
+              executor_options: Optional[Mapping[str, Any]] = None, max_parallel: int = 1, dry_run: bool = False,
+              console: Optional[Console] = None) -> int:
+    """``optbench study run``: plan the study ``spec`` (a YAML file or a built-in name) with
+    ``overrides`` applied to every run, say what exists and what will run, then run it on
+    ``executor`` (``dry_run``: list the planned runs instead, and train nothing).
+
+    Returns the exit status: 0 when every planned run has finished (completed or diverged), 1
+    when some have not, 130 on Ctrl-C; SIGTERM ends the process with 143 (``SystemExit``). The
+    same call resumes an interrupted study. Bad input raises ``ValueError`` (``StudyError``,
+    ``ConfigError``) before anything is written.
+    """
+    console = console or Console()
+    plan = plan_study(load_spec(str(spec)), overrides)
     console.print(_plan_line(plan), highlight=False, soft_wrap=True)
-    if args.dry_run:
+    if dry_run:
         console.print(_plan_table(plan))
-        return 0
-    executor = build_executor(args.executor, plan.study_dir / "logs", max_parallel=args.max_parallel,
-                              options=executor_options(args.executor_options))
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # unwinds through the executor
+        return EXIT_RESULT
+    runner = build_executor(executor, plan.study_dir / "logs", max_parallel=max_parallel,
+                            options=dict(executor_options or {}))
     log = StudyLog(plan.study_dir / "study.log", console)
+    # SIGTERM (a scheduler's stop) unwinds through the executor, which stops its runs, as Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(EXIT_SIGTERM))
     try:
-        result = run_study(plan, executor, log)
+        result = run_study(plan, runner, log)
     except KeyboardInterrupt:
         log("study interrupted; run the same command again to resume it", style="red")
-        return 130
+        return EXIT_SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     unfinished = result.unfinished()
     if unfinished:
         log(f"{len(unfinished)} of {len(result.runs)} runs not finished: `optbench study status "
             f"{plan.study_dir}` lists them; run the same command again to resume", style="red")
-        return 1
+        return EXIT_FAILED
     log(f"all {len(result.runs)} runs finished: {plan.study_dir}")
-    return 0
+    return EXIT_RESULT
 
 
 def _plan_line(plan: StudyPlan) -> str:
@@ -94,12 +108,17 @@ def _plan_table(plan: StudyPlan) -> Table:
     return table
 
 
-def study_status(args: argparse.Namespace, console: Console) -> int:
-    status = study_dir.study_status(args.dir)
-    if args.json:
-        print(json.dumps({"runs": status["runs"], "cells": status["cells"], "counts": status["counts"],
-                          "study": status["study"]}, indent=2))
-        return 0
+def study_status(directory: str | Path, *, as_json: bool = False,
+                 console: Optional[Console] = None) -> dict[str, Any]:
+    """``optbench study status``: the runs of the study in ``directory`` and their status, each
+    cell's selection, printed as a table and one line per cell (``as_json``: as JSON, the keys
+    ``runs``, ``cells``, ``counts`` and ``study``); returns that status."""
+    console = console or Console()
+    status = study_dir.study_status(directory)
+    if as_json:
+        console.out(json.dumps({"runs": status["runs"], "cells": status["cells"], "counts": status["counts"],
+                                "study": status["study"]}, indent=2), highlight=False)
+        return status
     if not console.is_terminal:  # a log or a pipe: one line per run rather than folded cells
         console.width = max(console.width, 200)
     console.print(study_dir.status_table(status))
@@ -113,14 +132,16 @@ def study_status(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"  warning: {cell['warning']}", style="yellow", highlight=False)
         else:
             console.print(f"cell {label}: {cell['state']}", highlight=False)
-    return 0
+    return status
 
 
-def study_list(args: argparse.Namespace, console: Console) -> int:
+def study_list(*, console: Optional[Console] = None) -> list[str]:
+    """``optbench study list``: the built-in studies and what each is for; returns their names."""
     table = Table(title="built-in studies (optbench study run NAME)", title_justify="left")
     table.add_column("name")
     table.add_column("description", overflow="fold")
-    for name in builtin_names():
+    names = builtin_names()
+    for name in names:
         table.add_row(name, load_spec(builtin_path(name)).description)
-    console.print(table)
-    return 0
+    (console or Console()).print(table)
+    return names

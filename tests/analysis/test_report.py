@@ -1,8 +1,10 @@
 """The report: tables, figures (only those the data supports), a self-contained index.html;
-``optbench analyze`` end to end on a hand-built store; analysis never imports torch."""
+``analyze`` (the ``optbench analyze`` command) end to end on a hand-built store; analysis never
+imports torch."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -11,10 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from analysis import frames as F
+from analysis.analyze import analyze
 from analysis.frames import Frames, typed_runs
 from analysis.report import write_report
+from experiments.cli import main
 from tests.analysis import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,14 +31,8 @@ def _self_contained(page: str) -> None:
     assert not re.search(r'\bhref="(?!#)', page) and "<link" not in page and "url(" not in page
 
 
-def _optbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_analysis_never_imports_torch_or_training_code():
-    code = ("import sys, analysis.load, analysis.compare, analysis.report, analysis.figures\n"
+    code = ("import sys, analysis.load, analysis.compare, analysis.report, analysis.figures, analysis.analyze\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning',"
             " 'optimizers') or m in ('experiments.train', 'experiments.tasks', 'experiments.callbacks'))\n"
             "print(bad); sys.exit(bool(bad))")
@@ -65,13 +64,14 @@ def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp
 @pytest.mark.slow
 def test_optbench_analyze_end_to_end(tmp_path):
     """A rich hand-built store (2 tasks × 3 optimizers × batch sizes × lrs × 2 seeds, diverged and
-    failed runs, LARC layer statistics) through the real command."""
+    failed runs, LARC layer statistics) through the command's function."""
     store, out = tmp_path / "runs", tmp_path / "report"
     data = synthetic.frames()
     synthetic.write_store(store, data)
-    result = _optbench("analyze", str(store), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "index.html" in result.stdout
+    console = Console(file=io.StringIO(), width=200)
+    page = analyze([store], out, cache_dir=tmp_path / "cache", console=console)
+    assert page == out / "index.html"
+    assert console.file.getvalue() == f"report: {page} ({len(data.runs)} runs)\n"
 
     html = (out / "index.html").read_text()
     _self_contained(html)
@@ -106,14 +106,20 @@ def test_optbench_analyze_end_to_end(tmp_path):
     assert (out / "tables" / "paper.tex").read_text().count("{") > 0 and (out / "tables" / "paper.csv").is_file()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda tmp: tmp / "missing", "optbench: error: no such source: "),
-    (lambda tmp: tmp, "optbench: error: no runs in "),
+@pytest.mark.parametrize("name, message", [
+    ("missing", "optbench: error: no such source: "),
+    ("empty", "optbench: error: no runs in "),
 ])
-def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, make, message):
-    result = _optbench("analyze", str(make(tmp_path)), "--out", str(tmp_path / "out"), "--no-cache", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, capsys, name, message):
+    """Of several sources, the one that is missing or holds no runs is named, in one line: exit 2."""
+    store, source = tmp_path / "runs", tmp_path / name
+    synthetic.write_store(store, synthetic.frames(tasks=("lm",), seeds=1))
+    if name == "empty":
+        source.mkdir()
+    code = main(["analyze", str(store), str(source), "--out", str(tmp_path / "out"), "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"{message}{source}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

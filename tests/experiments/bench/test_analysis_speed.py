@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import re
-import subprocess
+
+import pytest
+from rich.console import Console
 
 from experiments.bench.analysis_speed import generate
+from experiments.bench.commands import bench_analysis
 from experiments.store import COMPLETED, FORMAT_VERSION, RunStore, find_runs
-from tests.experiments.support import REPO, optbench_command, subprocess_env
 
 STAGES = ("generate the store", "naive read", "load, cold", "load, cached", "comparisons", "tables", "figures")
 
 
+@pytest.mark.slow  # the figures stage alone takes seconds
 def test_bench_analysis_times_every_stage(tmp_path):
     """A small store: every stage gets a row with its seconds, the load rows their ratio to the
-    naive read; --dir keeps the generated store, in the store's own layout."""
-    result = subprocess.run([*optbench_command(), "bench", "analysis", "--runs", "8", "--steps", "100",
-                             "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env={**subprocess_env(), "COLUMNS": "200"})
-    assert result.returncode == 0, result.stderr
+    naive read; the directory given keeps the generated store, in the store's own layout."""
+    console = Console(file=io.StringIO(), width=200)
+    rows = bench_analysis(runs=8, steps=100, directory=tmp_path, console=console)
+    out = console.file.getvalue()
     for stage in STAGES:
-        assert re.search(rf"│ {re.escape(stage)}[^│]*│\s+[0-9]+\.[0-9]+ │", result.stdout), (stage, result.stdout)
-    assert re.search(r"load, cold.*[0-9.]+x naive \(goal <= 2\)", result.stdout)
+        assert re.search(rf"│ {re.escape(stage)}[^│]*│\s+[0-9]+\.[0-9]+ │", out), (stage, out)
+    assert re.search(r"load, cold.*[0-9.]+x naive \(goal <= 2\)", out)
+    assert len(rows) == len(STAGES) and all(row[0].startswith(stage) for row, stage in zip(rows, STAGES))
     assert len(list((tmp_path / "store" / "bench").glob("*/summary.json"))) == 8
 
 

@@ -1,15 +1,19 @@
 """``optbench bench harness``: the bare loop computes what ``optbench train`` computes, and the
-command prints its three rows (a real subprocess)."""
+command prints its three rows."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+
+from experiments.bench.commands import bench_harness
 from experiments.bench.harness import BARE, TRAINING_STEPS, WHOLE_RUN, bare_loop
 from experiments.config import load_config
 from experiments.train import train
 from tests.experiments.support import TINY
-from tests.experiments.test_cli import assert_one_line_error, optbench
+from tests.experiments.test_cli import assert_one_line_error, run_main
 
 STEPS = ["trainer.max_steps=12", "trainer.log_every_n_steps=4"]
 
@@ -25,10 +29,10 @@ def test_the_bare_loop_trains_what_optbench_train_trains(tmp_path):
 
 
 def test_the_command_prints_three_rows_against_the_bare_loop():
-    result = optbench("bench", "harness", "--rounds", "1", *TINY, *STEPS, timeout=300)
-    assert result.returncode == 0, result.stderr
+    console = Console(file=io.StringIO(), width=200)
+    bench_harness([*TINY, *STEPS], rounds=1, console=console)
     rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
-            for line in result.stdout.splitlines() if line.count("│") == 5}
+            for line in console.file.getvalue().splitlines() if line.count("│") == 5}
     assert set(rows) == {BARE, TRAINING_STEPS, WHOLE_RUN}
     assert rows[BARE][1] == "1.000"
     assert all(float(samples) > 0 and float(ratio) > 0 for samples, ratio, _ in rows.values())
@@ -38,5 +42,5 @@ def test_the_command_prints_three_rows_against_the_bare_loop():
     ("trainer.accumulate_grad_batches=2", r"bench harness compares one device without gradient accumulation"),
     ("trainer.max_steps=6", r"bench harness times the steps after the first 5: trainer.max_steps must be over 6"),
 ])
-def test_what_the_bare_loop_cannot_match_is_refused_in_one_line(setting, message):
-    assert_one_line_error(optbench("bench", "harness", *TINY, setting), message)
+def test_what_the_bare_loop_cannot_match_is_refused_in_one_line(setting, message, capsys):
+    assert_one_line_error(run_main(capsys, "bench", "harness", *TINY, setting), message)

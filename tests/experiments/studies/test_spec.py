@@ -77,11 +77,20 @@ def test_bad_spec_is_a_one_line_error(case, spec, message, write_spec, tmp_path,
     ("unknown override key", ["quick", "trainer.max_step=3"], "command line: unknown config key 'trainer.max_step'"),
     ("override of a swept key", ["quick", "optimizer.name=sgd"], "'optimizer.name' is swept by the study"),
     ("override not key=value", ["quick", "trainer.max_steps"], "is not of the form key=value"),
-    ("unknown executor", ["quick", "--executor", "pbs"], "unknown executor 'pbs' (valid: local, slurm)"),
-    ("options for the local executor", ["quick", "--executor-options", "partition=x"], "takes no --executor-options"),
 ])
 def test_bad_command_is_a_one_line_error(case, argv, message, tmp_path, capsys) -> None:
     code, err = run_cli(capsys, argv[0], tmp_path / "out", *argv[1:])
+    assert_one_line_error(code, err, message, tmp_path / "out")
+
+
+# The executor is checked once the study is planned: a small spec plans in a fraction of the time.
+@pytest.mark.parametrize("case, argv, message", [
+    ("unknown executor", ["--executor", "pbs"], "unknown executor 'pbs' (valid: local, slurm)"),
+    ("options for the local executor", ["--executor-options", "partition=x"], "takes no --executor-options"),
+    ("option not key=value", ["--executor-options", "partition"], "--executor-options 'partition' is not of the form"),
+])
+def test_bad_executor_is_a_one_line_error(case, argv, message, write_spec, tmp_path, capsys) -> None:
+    code, err = run_cli(capsys, str(write_spec(TINY_SPEC)), tmp_path / "out", *argv)
     assert_one_line_error(code, err, message, tmp_path / "out")
 
 
@@ -94,9 +103,10 @@ def test_unparsable_yaml_names_line_and_column(tmp_path, capsys) -> None:
            "line 3, column 19)" in err  # the same words as a run config's YAML error
 
 
-def test_slurm_executor_without_sbatch(tmp_path, capsys, monkeypatch) -> None:
+def test_slurm_executor_without_sbatch(write_spec, tmp_path, capsys, monkeypatch) -> None:
+    spec = str(write_spec(TINY_SPEC))
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without SLURM's commands
-    code, err = run_cli(capsys, "quick", tmp_path / "out", "--executor", "slurm")
+    code, err = run_cli(capsys, spec, tmp_path / "out", "--executor", "slurm")
     assert_one_line_error(code, err, "--executor slurm needs SLURM's sbatch on PATH", tmp_path / "out")
 
 
