@@ -33,7 +33,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["PATHS", "choose", "implementation", "triton_importable"]
+__all__ = ["PATHS", "check_fused", "choose", "implementation", "triton_importable"]
 
 PATHS = ("triton", "cpu_kernel", "compiled", "foreach", "single")
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -91,6 +91,17 @@ def choose(
     return "foreach", (f"{why}: using the foreach path" if why else None)
 
 
+def check_fused(tensors: Sequence[Tensor]) -> None:
+    """torch's ``RuntimeError`` where ``fused=True`` meets a device without a fused path (``meta``,
+    say); optimizers ask before they make any state, so that the tensors can move and step."""
+    devices = {t.device.type for t in tensors}
+    if not devices <= set(_FUSED_DEVICES):
+        raise RuntimeError(
+            f"`fused=True` requires all the params to be floating point Tensors of supported devices: "
+            f"{list(_FUSED_DEVICES)} (got {', '.join(sorted(devices))})"
+        )
+
+
 def implementation(
     tensors: Sequence[Tensor],
     *,
@@ -99,18 +110,17 @@ def implementation(
     cpu_kernel: Optional[Callable[[], bool]] = None,
     compiled: bool = False,
     name: str = "optimizer",
+    warn: bool = True,
 ) -> str:
-    """``choose`` for these tensors (all on one device), warning where it says why.
+    """``choose`` for these tensors (all on one device), warning (unless ``warn=False``) where it
+    says why.
 
     ``cpu_kernel`` is asked only where the rule would take that path (it may build the kernel).
     ``fused=True`` on another device than the CPU or CUDA (``meta``, say) raises torch's error.
     """
     device = tensors[0].device.type if tensors else "cpu"
-    if fused and device not in _FUSED_DEVICES:
-        raise RuntimeError(
-            f"`fused=True` requires all the params to be floating point Tensors of supported devices: "
-            f"{list(_FUSED_DEVICES)} (got {device})"
-        )
+    if fused:
+        check_fused(tensors)
     kernel_tensors = all(t.dtype in _KERNEL_DTYPES and t.is_contiguous() and not t.is_sparse for t in tensors)
     wants_cpu_kernel = device == "cpu" and bool(fused) and cpu_kernel is not None
     path, why = choose(
@@ -120,6 +130,6 @@ def implementation(
         cpu_kernel=wants_cpu_kernel and not _triton_on_cpu() and cpu_kernel(),
         compiled=compiled,
     )
-    if why:
+    if why and warn:
         warnings.warn(f"{name}: {why}", UserWarning, stacklevel=3)
     return path

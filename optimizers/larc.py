@@ -177,15 +177,15 @@ class LARC(Optimizer):
         return loss
 
     def _sgd_on_triton(self) -> bool:
-        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``)."""
+        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
+        Where it does not, SGD steps itself (with its own fused or foreach kernels): no warning."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            buffers = [self.state[p]["momentum_buffer"] for p in params
-                       if self.state[p].get("momentum_buffer") is not None]
+            buffers = [buffer for p in params if (buffer := self.state.get(p, {}).get("momentum_buffer")) is not None]
             path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
-                                  foreach=group.get("foreach"), name="LARC over SGD")
+                                  foreach=group.get("foreach"), warn=False)
             if path != "triton" or group.get("maximize") or group.get("differentiable"):
                 return False
         return True

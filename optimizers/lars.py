@@ -99,9 +99,9 @@ class LARS(Optimizer):
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("LARS does not support sparse gradients")
             grads = [p.grad for p in params]
-            bufs = [self._momentum_buffer(p) for p in params]
-            update = _triton_lars_update if implementation(
-                [*params, *grads], fused=group["fused"], foreach=None, name="LARS") == "triton" else _lars_update
+            path = implementation([*params, *grads], fused=group["fused"], foreach=None, name="LARS")
+            bufs = [self._momentum_buffer(p) for p in params]  # made after the path is known to exist
+            update = _triton_lars_update if path == "triton" else _lars_update
             update(
                 params, grads, bufs,
                 lr=scalar_lr(group["lr"]), momentum=group["momentum"], weight_decay=group["weight_decay"],

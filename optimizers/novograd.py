@@ -248,12 +248,13 @@ class NovoGrad(Optimizer):
     def _step(self, grad_scales: Optional[dict[Tensor, Tensor]], grad_sq_norms: Optional[dict[Tensor, Tensor]],
               larc: bool) -> None:
         for group in self.param_groups:
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in with_grad):
+                raise RuntimeError("NovoGrad does not support sparse gradients")
+            if group["fused"]:
+                _check_fused(with_grad)
             buckets: dict[float, list[Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("NovoGrad does not support sparse gradients")
+            for p in with_grad:
                 state = self._init_state(p, group)
                 state["step"] += 1
                 # The step lives on the CPU, so reading it never waits for the device.
@@ -442,6 +443,16 @@ def _implementation(params: list[Tensor], grads: list[Tensor], fused: Optional[b
         [*params, *grads], fused=fused, foreach=foreach, compiled=True, name="NovoGrad",
         cpu_kernel=lambda: novograd_cpu.supports(params, grads) and _cpu_kernel() is not None,
     )
+
+
+def _check_fused(params: list[Tensor]) -> None:
+    """torch's error for ``fused=True`` on a device without a fused path (``optimizers.dispatch``),
+    before any state is made; where this file was copied without its package, no check."""
+    try:
+        from optimizers import dispatch
+    except ImportError:
+        return
+    dispatch.check_fused(params)
 
 
 def _cpu_kernel() -> Any:
