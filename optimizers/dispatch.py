@@ -3,13 +3,16 @@
 The rule, for ``fused`` and ``foreach`` as the optimizers take them (None = not set):
 
 ========================================  ==============================================
-explicit ``foreach=True`` or ``fused=False``  ``foreach`` (``single`` with ``foreach=False``)
-``foreach=False`` (fused unset)             ``single``: the readable reference
+``foreach=True``, or ``fused=False``        ``foreach``
+``foreach=False`` (fused not True)          ``single``: the readable reference
 CUDA, float32/bfloat16/float16, contiguous  ``triton``: the multi-tensor Triton kernels
 CPU float32, ``fused=True``                 ``cpu_kernel`` where one exists and builds
 ``fused=True`` otherwise                    ``compiled`` where the optimizer has it, else ``foreach``
 anything else (CPU default, float64)        ``foreach``
 ========================================  ==============================================
+
+``fused=True`` wins over ``foreach=False``, as in ``torch.optim`` (whose tests spell the fused
+configuration ``foreach=False, fused=True``); both True is refused when the optimizer is built.
 
 Where a fast path was expected but is unavailable (CUDA without an importable Triton, ``fused=True``
 without a kernel for the tensors) the step warns once, in one line, saying why. The CPU default
@@ -30,10 +33,11 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["PATHS", "choose", "implementation", "triton_importable"]
+__all__ = ["PATHS", "check_fused", "choose", "implementation", "triton_importable"]
 
 PATHS = ("triton", "cpu_kernel", "compiled", "foreach", "single")
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_FUSED_DEVICES = ("cpu", "cuda")
 
 
 @functools.cache
@@ -67,10 +71,11 @@ def choose(
     contiguous; ``triton``: Triton imports; ``cpu_kernel``: a C++ kernel exists for these tensors
     (float32 CPU) and builds; ``compiled``: the optimizer has a ``torch.compile`` fallback.
     """
-    if foreach or fused is False:
-        return ("single" if foreach is False else "foreach"), None
-    if foreach is False:
-        return "single", None
+    if not fused:
+        if foreach is False:
+            return "single", None
+        if foreach or fused is False:
+            return "foreach", None
     triton_device = device == "cuda" or (device == "cpu" and triton_on_cpu)
     if triton_device and kernel_tensors and triton:
         return "triton", None
@@ -86,6 +91,17 @@ def choose(
     return "foreach", (f"{why}: using the foreach path" if why else None)
 
 
+def check_fused(tensors: Sequence[Tensor]) -> None:
+    """torch's ``RuntimeError`` where ``fused=True`` meets a device without a fused path (``meta``,
+    say); optimizers ask before they make any state, so that the tensors can move and step."""
+    devices = {t.device.type for t in tensors}
+    if not devices <= set(_FUSED_DEVICES):
+        raise RuntimeError(
+            f"`fused=True` requires all the params to be floating point Tensors of supported devices: "
+            f"{list(_FUSED_DEVICES)} (got {', '.join(sorted(devices))})"
+        )
+
+
 def implementation(
     tensors: Sequence[Tensor],
     *,
@@ -94,12 +110,17 @@ def implementation(
     cpu_kernel: Optional[Callable[[], bool]] = None,
     compiled: bool = False,
     name: str = "optimizer",
+    warn: bool = True,
 ) -> str:
-    """``choose`` for these tensors (all on one device), warning where it says why.
+    """``choose`` for these tensors (all on one device), warning (unless ``warn=False``) where it
+    says why.
 
     ``cpu_kernel`` is asked only where the rule would take that path (it may build the kernel).
+    ``fused=True`` on another device than the CPU or CUDA (``meta``, say) raises torch's error.
     """
     device = tensors[0].device.type if tensors else "cpu"
+    if fused:
+        check_fused(tensors)
     kernel_tensors = all(t.dtype in _KERNEL_DTYPES and t.is_contiguous() and not t.is_sparse for t in tensors)
     wants_cpu_kernel = device == "cpu" and bool(fused) and cpu_kernel is not None
     path, why = choose(
@@ -109,6 +130,6 @@ def implementation(
         cpu_kernel=wants_cpu_kernel and not _triton_on_cpu() and cpu_kernel(),
         compiled=compiled,
     )
-    if why:
+    if why and warn:
         warnings.warn(f"{name}: {why}", UserWarning, stacklevel=3)
     return path

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from .dispatch import implementation
+from .learning_rate import scalar_lr
 from .norms import stacked_norms
 
 __all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
 
 MODES = ("clip", "scale")
+# LARC's settings in each parameter group, and the group opt-out.
+_GROUP_KEYS = ("larc_eta", "larc_mode", "larc_eps", "larc_min_update", "layer_adaptation")
 
 
 class LARC(Optimizer):
@@ -50,6 +53,13 @@ class LARC(Optimizer):
     leaving all state untouched) work on it unchanged. Norms are float32 and never leave the
     device during ``step()``.
 
+    ``defaults`` are the inner optimizer's plus LARC's, so schedulers that cycle momentum
+    (``OneCycleLR``, ``CyclicLR``) find ``momentum`` or ``betas``. The step and
+    ``load_state_dict`` hooks registered on LARC run once per call (the inner optimizer's step
+    runs without the global step hooks again); a group added to the inner optimizer directly gets
+    LARC's defaults at the next step. Complex parameters are supported where the inner optimizer
+    supports them (norms of their real views); sparse gradients are refused.
+
     Args:
         optimizer: the inner optimizer.
         eta: trust coefficient :math:`\eta`, default 0.002.
@@ -77,11 +87,11 @@ class LARC(Optimizer):
         if not min_update >= 0.0:
             raise ValueError(f"Invalid min_update value: {min_update}")
         self.optimizer = optimizer
-        defaults = dict(
+        larc_defaults = dict(
             larc_eta=eta, larc_mode=mode, larc_eps=eps, larc_min_update=min_update,
             layer_adaptation=True,
         )
-        super().__init__(optimizer.param_groups, defaults)
+        super().__init__(optimizer.param_groups, {**optimizer.defaults, **larc_defaults})
         self._share_inner()
 
     def _share_inner(self) -> None:
@@ -97,9 +107,17 @@ class LARC(Optimizer):
             param_group.setdefault(key, value)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load through the inner optimizer (which knows its state's layout), then re-share."""
+        """Load through the inner optimizer (which knows its state's layout), then re-share; the
+        load_state_dict hooks registered on LARC run around it, as ``torch.optim`` runs them."""
+        state_dict = state_dict.copy()
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         self.optimizer.load_state_dict(state_dict)
         self._share_inner()
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "optimizer": self.optimizer}
@@ -118,6 +136,11 @@ class LARC(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        for group in self.param_groups:
+            for key in _GROUP_KEYS:
+                group.setdefault(key, self.defaults[key])  # a group added to the inner optimizer directly
+            if any(p.grad is not None and p.grad.is_sparse for p in group["params"]):
+                raise RuntimeError("LARC does not support sparse gradients")
         fuses_larc = getattr(self.optimizer, "fuses_larc", None)
         if fuses_larc is not None and fuses_larc():
             self.optimizer.step_with_larc()  # the inner kernel computes s in its own norm pass
@@ -135,7 +158,7 @@ class LARC(Optimizer):
             group_sq_norms, group_scales = larc_grad_scales(
                 params,
                 [p.grad for p in params],
-                lr=group["lr"],
+                lr=scalar_lr(group["lr"]),
                 eta=group["larc_eta"],
                 mode=group["larc_mode"],
                 eps=group["larc_eps"],
@@ -150,22 +173,29 @@ class LARC(Optimizer):
         else:
             if scales:
                 torch._foreach_mul_([p.grad for p in scales], list(scales.values()))
-            self.optimizer.step()
+            _unhooked_step(self.optimizer)
         return loss
 
     def _sgd_on_triton(self) -> bool:
-        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``)."""
+        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
+        Where it does not, SGD steps itself (with its own fused or foreach kernels): no warning."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            buffers = [self.state[p]["momentum_buffer"] for p in params
-                       if self.state[p].get("momentum_buffer") is not None]
+            buffers = [buffer for p in params if (buffer := self.state.get(p, {}).get("momentum_buffer")) is not None]
             path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
-                                  foreach=group.get("foreach"), name="LARC over SGD")
+                                  foreach=group.get("foreach"), warn=False)
             if path != "triton" or group.get("maximize") or group.get("differentiable"):
                 return False
         return True
+
+
+def _unhooked_step(optimizer: Optimizer) -> None:
+    """The inner optimizer's step without ``torch.optim``'s step hooks: it is a part of LARC's
+    step, whose hooks (global ones included) have run once already."""
+    step = type(optimizer).step
+    getattr(step, "__wrapped__", step)(optimizer)
 
 
 def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:
@@ -195,7 +225,7 @@ def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:
             [buffers[i] for i in indices] if buffers is not None else None, [first[i] for i in indices],
             rule=group["larc_mode"] if group["layer_adaptation"] else "none", eta=group["larc_eta"],
             factor_eps=group["larc_eps"], min_update=group["larc_min_update"], lr=group["lr"],
-            momentum=momentum, buffer_rate=1.0 - group["dampening"], step_rate=group["lr"],
+            momentum=momentum, buffer_rate=1.0 - group["dampening"], lr_on_buffer=False,
             weight_decay=group["weight_decay"], nesterov=group["nesterov"],
         )
 
@@ -204,7 +234,7 @@ def larc_grad_scales(
     params: list[Tensor],
     grads: list[Tensor],
     *,
-    lr: float,
+    lr: Union[float, Tensor],
     eta: float,
     mode: str,
     eps: float,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from .dispatch import implementation
+from .learning_rate import check_lr, scalar_lr
 from .norms import stacked_norms
 
 __all__ = ["LARS", "lars_trust_ratios"]
@@ -31,9 +32,15 @@ class LARS(Optimizer):
     every tensor of a group with ``layer_adaptation=False`` (biases and normalisation weights
     under the registry's policy). The rate sits inside the momentum, as in the paper.
 
+    Like ``torch.optim`` optimizers, LARS takes named parameters, a 1-element tensor ``lr``
+    (read inside the Triton kernels where it lives on the tensors' device), complex parameters
+    (as their real views: :math:`\lVert w \rVert` and :math:`\lVert g \rVert` over all real
+    and imaginary parts) and state_dicts saved before the ``fused`` option existed. Sparse
+    gradients are refused.
+
     Args:
-        params: iterable of parameters or dicts defining parameter groups.
-        lr: global learning rate :math:`\gamma`, default 1e-3.
+        params: iterable of parameters, named parameters or dicts defining parameter groups.
+        lr: global learning rate :math:`\gamma` (a float or a 1-element tensor), default 1e-3.
         momentum: :math:`\mu`, default 0.9.
         weight_decay: :math:`\beta`, default 0.0.
         eta: trust coefficient :math:`\eta`, default 0.001.
@@ -48,7 +55,7 @@ class LARS(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
+        lr: Union[float, Tensor] = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         eta: float = 0.001,
@@ -56,8 +63,7 @@ class LARS(Optimizer):
         *,
         fused: Optional[bool] = None,
     ) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        check_lr(lr)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"Invalid momentum value: {momentum}")
         if not 0.0 <= weight_decay:
@@ -71,6 +77,13 @@ class LARS(Optimizer):
             layer_adaptation=True, fused=fused,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore from a pickle or a loaded state_dict; a state saved before the ``fused``
+        option existed gets its default."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("fused", None)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -86,12 +99,12 @@ class LARS(Optimizer):
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("LARS does not support sparse gradients")
             grads = [p.grad for p in params]
-            bufs = [self._momentum_buffer(p) for p in params]
-            update = _triton_lars_update if implementation(
-                [*params, *grads], fused=group["fused"], foreach=None, name="LARS") == "triton" else _lars_update
+            path = implementation([*params, *grads], fused=group["fused"], foreach=None, name="LARS")
+            bufs = [self._momentum_buffer(p) for p in params]  # made after the path is known to exist
+            update = _triton_lars_update if path == "triton" else _lars_update
             update(
                 params, grads, bufs,
-                lr=group["lr"], momentum=group["momentum"], weight_decay=group["weight_decay"],
+                lr=scalar_lr(group["lr"]), momentum=group["momentum"], weight_decay=group["weight_decay"],
                 eta=group["eta"], eps=group["eps"], adapt=group["layer_adaptation"],
             )
         return loss
@@ -118,7 +131,7 @@ def _lars_update(
     grads: list[Tensor],
     bufs: list[Tensor],
     *,
-    lr: float,
+    lr: Union[float, Tensor],
     momentum: float,
     weight_decay: float,
     eta: float,
@@ -142,7 +155,7 @@ def _triton_lars_update(
     grads: list[Tensor],
     bufs: list[Tensor],
     *,
-    lr: float,
+    lr: Union[float, Tensor],
     momentum: float,
     weight_decay: float,
     eta: float,
@@ -156,6 +169,6 @@ def _triton_lars_update(
         triton_kernels.momentum_step(
             [params[i] for i in indices], [grads[i] for i in indices], [bufs[i] for i in indices],
             [False] * len(indices), rule="lars" if adapt else "none", eta=eta, factor_eps=eps,
-            min_update=0.0, lr=lr, momentum=momentum, buffer_rate=lr, step_rate=1.0,
+            min_update=0.0, lr=lr, momentum=momentum, buffer_rate=1.0, lr_on_buffer=True,
             weight_decay=weight_decay, nesterov=False,
         )

@@ -27,6 +27,19 @@ def _state_dtype(p: Tensor) -> torch.dtype:
     return torch.float32 if p.dtype in _LOW_PRECISION else p.dtype
 
 
+def _step_count(step: Union[float, Tensor]) -> Tensor:
+    """A saved step (a tensor anywhere, or a plain number from older checkpoints) as the CPU
+    float32 count ``step()`` reads without waiting for a device."""
+    return torch.tensor(float(step), dtype=torch.float32)
+
+
+def _real_views(tensors: list[Tensor]) -> list[Tensor]:
+    """Complex tensors as their real views (``[..., 2]``): NovoGrad's update is element-wise and
+    linear in each real and imaginary part, and ‖g‖² = Σ|gᵢ|² is the real view's squared norm,
+    so every path steps a complex tensor exactly as it steps its real view."""
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+
 class NovoGrad(Optimizer):
     r"""NovoGrad, with one second moment per layer (parameter tensor) instead of per weight.
 
@@ -61,9 +74,17 @@ class NovoGrad(Optimizer):
     ``step()`` never synchronises with the device: the step count lives on the CPU, as in
     ``torch.optim.Adam`` (so a CUDA graph cannot capture the step).
 
+    What ``torch.optim`` optimizers accept, this one does too: named parameters, a learning rate
+    given as a 1-element tensor (read inside the Triton kernels; read on the host by the other
+    paths, one synchronisation per step where it lives on a GPU), complex parameters (stepped as
+    their real views, :math:`\lVert g \rVert^2 = \sum |g_i|^2`), state_dicts whose ``step`` is a
+    plain number or that predate the ``foreach``/``fused`` options, and the step and
+    ``load_state_dict`` hooks. Sparse gradients are refused (one ``RuntimeError``).
+
     Args:
-        params: iterable of parameters or dicts defining parameter groups.
-        lr: learning rate :math:`\alpha` (no universal default; 1e-3 if not given).
+        params: iterable of parameters, named parameters or dicts defining parameter groups.
+        lr: learning rate :math:`\alpha`, a float or a 1-element tensor (no universal default;
+            1e-3 if not given).
         betas: :math:`(\beta_1, \beta_2)`, default (0.95, 0.98).
         eps: :math:`\epsilon`, default 1e-8.
         weight_decay: :math:`d`, decoupled, applied inside the moment; default 0.001.
@@ -78,7 +99,9 @@ class NovoGrad(Optimizer):
             single-tensor reference.
         fused: ``True`` forces a fused step: the Triton kernels on CUDA, a C++ kernel for float32
             CPU tensors (built on first use), else the single-tensor reference under
-            ``torch.compile``; ``False`` forbids it.
+            ``torch.compile`` (which, past dynamo's ``torch.compiler.config.recompile_limit``
+            configurations in one process, runs uncompiled); ``False`` forbids it. ``fused=True``
+            wins over ``foreach=False``, as in ``torch.optim``.
 
     Left unset (None), the step takes the fastest correct path for its tensors
     (``optimizers.dispatch``): the multi-tensor Triton kernels on CUDA, ``foreach`` elsewhere.
@@ -87,7 +110,7 @@ class NovoGrad(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
+        lr: Scalar = 1e-3,
         betas: tuple[float, float] = (0.95, 0.98),
         eps: float = 1e-8,
         weight_decay: float = 0.001,
@@ -101,6 +124,8 @@ class NovoGrad(Optimizer):
         foreach: Optional[bool] = None,
         fused: Optional[bool] = None,
     ) -> None:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= eps:
@@ -132,22 +157,45 @@ class NovoGrad(Optimizer):
                 state["max_exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore from a pickle or a loaded state_dict; options that a state saved before they
+        existed lacks get their defaults, and a ``step`` saved as a plain number becomes the CPU
+        float32 count ``step()`` keeps."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
+        for p_state in self.state.values():
+            if "step" in p_state:
+                p_state["step"] = _step_count(p_state["step"])
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load as ``torch.optim.Optimizer`` does, then restore this optimizer's state layout.
 
         The base class casts floating state to the parameter's dtype (rounding float32 moments
-        of bf16/fp16 parameters) and moves it to the parameter's device; NovoGrad takes the saved
-        values again in float32, and keeps its step count on the CPU.
+        of bf16/fp16 parameters) and, for ``fused`` groups, moves the step to the parameter's
+        device; NovoGrad takes the saved values again in float32 and keeps its step count on the
+        CPU. It reads the state_dict as the load_state_dict pre-hooks left it, and restores the
+        layout before any post-hook runs.
         """
+        loaded: dict[str, Any] = {}
+        capture = self.register_load_state_dict_pre_hook(lambda _, final: loaded.update(final))
+        restore = self.register_load_state_dict_post_hook(lambda _: self._restore_state(loaded), prepend=True)
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            capture.remove()
+            restore.remove()
+
+    def _restore_state(self, state_dict: dict[str, Any]) -> None:
         saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
         params = [p for group in self.param_groups for p in group["params"]]
-        super().load_state_dict(state_dict)
         for saved_id, p in zip(saved_ids, params):
             saved = state_dict["state"].get(saved_id)
             if saved is None:
                 continue
             state = self.state[p]
-            state["step"] = saved["step"].to(device="cpu", dtype=torch.float32, copy=True)
+            state["step"] = _step_count(saved["step"])
             # The moment laid out like its parameter (the fused kernel indexes both alike).
             state["exp_avg"] = torch.zeros_like(p, dtype=_state_dtype(p), memory_format=torch.preserve_format)
             state["exp_avg"].copy_(saved["exp_avg"])
@@ -185,8 +233,8 @@ class NovoGrad(Optimizer):
         the C++ kernel), which computes LARC's factor in its own norm pass."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if params and _implementation(params, [p.grad for p in params], group["fused"], group["foreach"]) \
-                    not in _LARC_PATHS:
+            if params and _implementation(_real_views(params), _real_views([p.grad for p in params]),
+                                          group["fused"], group["foreach"]) not in _LARC_PATHS:
                 return False
         return True
 
@@ -200,12 +248,13 @@ class NovoGrad(Optimizer):
     def _step(self, grad_scales: Optional[dict[Tensor, Tensor]], grad_sq_norms: Optional[dict[Tensor, Tensor]],
               larc: bool) -> None:
         for group in self.param_groups:
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in with_grad):
+                raise RuntimeError("NovoGrad does not support sparse gradients")
+            if group["fused"]:
+                _check_fused(with_grad)
             buckets: dict[float, list[Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("NovoGrad does not support sparse gradients")
+            for p in with_grad:
                 state = self._init_state(p, group)
                 state["step"] += 1
                 # The step lives on the CPU, so reading it never waits for the device.
@@ -253,7 +302,7 @@ def novograd(
     grad_sq_norms: Optional[list[Tensor]] = None,
     larc: Optional[dict[str, Any]] = None,
     step: int,
-    lr: float,
+    lr: Scalar,
     beta1: float,
     beta2: float,
     eps: float,
@@ -274,13 +323,19 @@ def novograd(
     Triton kernels, the C++ CPU kernel, the reference under ``torch.compile``), chosen by
     ``optimizers.dispatch``. ``larc`` (``eta``, ``mode``, ``eps``, ``min_update``) asks a fused
     kernel to compute LARC's factor itself; only those can (see ``NovoGrad.fuses_larc``).
+    Complex tensors are stepped as their real views. A tensor ``lr`` (1 element) is read inside
+    the Triton kernels and the compiled graph, and on the host by the other paths.
     """
     if not params:
         return
+    params, grads, exp_avgs = _real_views(params), _real_views(grads), _real_views(exp_avgs)
+    path = _implementation(params, grads, fused, foreach)
+    if larc is not None and path not in _LARC_PATHS:
+        raise ValueError("larc= needs a fused kernel (see NovoGrad.fuses_larc())")
     # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
     beta2_t = 0.0 if (step == 1 and not init_zero) else beta2
     coefficients = dict(
-        lr=lr,
+        lr=lr if path in ("triton", "compiled") else float(lr),
         beta1=beta1,
         beta2_t=beta2_t,
         beta3=1.0 - beta1 if grad_averaging else 1.0,
@@ -290,9 +345,6 @@ def novograd(
         weight_decay=weight_decay,
     )
     flags = dict(amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt, reg_inside_moment=reg_inside_moment)
-    path = _implementation(params, grads, fused, foreach)
-    if larc is not None and path not in _LARC_PATHS:
-        raise ValueError("larc= needs a fused kernel (see NovoGrad.fuses_larc())")
     if path == "triton":
         _triton_novograd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
                          larc, coefficients, eps_inside_sqrt, reg_inside_moment)
@@ -304,15 +356,21 @@ def novograd(
             *larc_args, torch.get_num_threads(),
         )
     elif path == "compiled":
+        # float64 where a tensor is float64: neither a norm nor a coefficient is narrower than it.
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
         if grad_sq_norms is None:
             # One multi-tensor reduction beats a reduction kernel per tensor in the compiled graph.
-            grad_sq_norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+            grad_sq_norms = torch._foreach_norm(grads, 2, dtype=dtype)
             torch._foreach_mul_(grad_sq_norms, grad_sq_norms)
+        device = params[0].device
+        lr_tensor = coefficients.pop("lr") if isinstance(lr, Tensor) else None
         # One host-to-device copy of all coefficients, asynchronous (pinned) on GPUs: no sync.
-        values = torch.tensor(list(coefficients.values()), dtype=torch.float32)
-        if params[0].device.type == "cuda":
-            values = values.pin_memory().to(params[0].device, non_blocking=True)
+        values = torch.tensor(list(coefficients.values()), dtype=dtype)
+        if device.type == "cuda":
+            values = values.pin_memory().to(device, non_blocking=True)
         as_tensors = dict(zip(coefficients, values.unbind(0)))
+        if lr_tensor is not None:
+            as_tensors["lr"] = lr_tensor.reshape(()).to(device=device, dtype=dtype)
         _compiled_single_tensor_novograd()(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
             **as_tensors, **flags,
@@ -387,6 +445,16 @@ def _implementation(params: list[Tensor], grads: list[Tensor], fused: Optional[b
     )
 
 
+def _check_fused(params: list[Tensor]) -> None:
+    """torch's error for ``fused=True`` on a device without a fused path (``optimizers.dispatch``),
+    before any state is made; where this file was copied without its package, no check."""
+    try:
+        from optimizers import dispatch
+    except ImportError:
+        return
+    dispatch.check_fused(params)
+
+
 def _cpu_kernel() -> Any:
     """optbench's C++ kernel for float32 CPU tensors (``optimizers/novograd_cpu.py``), or None
     where it cannot be built."""
@@ -418,7 +486,11 @@ def _triton_novograd(params: list[Tensor], grads: list[Tensor], exp_avgs: list[T
 
 @functools.cache
 def _compiled_single_tensor_novograd() -> Callable[..., None]:
-    return torch.compile(_single_tensor_novograd, fullgraph=True)
+    """The reference under ``torch.compile``. Not ``fullgraph``: dynamo compiles once per tensor
+    list layout and options, and past ``torch.compiler.config.recompile_limit`` of them in one
+    process a full-graph function fails where this one runs the same code uncompiled (the body
+    has no graph break: a test compiles it with ``fullgraph=True``)."""
+    return torch.compile(_single_tensor_novograd)
 
 
 def _multi_tensor_novograd(

@@ -13,6 +13,7 @@ from torch.optim import Optimizer
 from .larc import LARC
 from .lars import LARS
 from .did_you_mean import did_you_mean
+from .learning_rate import check_lr
 from .novograd import NovoGrad
 from .param_groups import param_groups
 
@@ -144,13 +145,15 @@ def _split_larc_options(entry: OptimInfo, options: dict[str, Any]) -> tuple[dict
 
 def build_optimizer(
     name: str,
-    model_or_params: Union[nn.Module, Iterable[Tensor], Iterable[dict[str, Any]]],
-    lr: Optional[float] = None,
+    model_or_params: Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]], Iterable[dict[str, Any]]],
+    lr: Optional[Union[float, Tensor]] = None,
     *,
     exclude_bias_and_norm: bool = True,
     **options: Any,
 ) -> Optimizer:
-    """Build the registered optimizer ``name`` over a model, parameters or parameter groups.
+    """Build the registered optimizer ``name`` over a model, parameters, named parameters
+    (``model.named_parameters()``: the names reach the state_dict, as in ``torch.optim``) or
+    parameter groups.
 
     Unless ``exclude_bias_and_norm=False``, biases and normalisation weights go to a group with no
     weight decay and no LARC/LARS adaptation (see ``param_groups``). ``larc_<inner>`` wraps the
@@ -178,8 +181,11 @@ def build_optimizer(
         merged["lr"] = lr
     if entry.adapt is not None:
         merged = entry.adapt({**resolved_defaults(entry.name), **merged})
-    if "lr" in merged and not merged["lr"] >= 0:
-        raise ValueError(f"optimizer {name!r}: Invalid learning rate: {merged['lr']}")
+    if "lr" in merged:
+        try:
+            check_lr(merged["lr"])
+        except ValueError as error:
+            raise ValueError(f"optimizer {name!r}: {error}") from None
     weight_decay = merged.pop("weight_decay", accepted["weight_decay"].default)
     groups = param_groups(model_or_params, weight_decay, exclude_bias_and_norm=exclude_bias_and_norm)
     if not groups or not any(group["params"] for group in groups):

@@ -17,6 +17,8 @@ So a NovoGrad step moves about 24 bytes per float32 value (g twice, w and m read
 the same passes as the fused CPU kernel. Nothing is read back to the host: ``step()`` never
 synchronises. Kernels compile once per signature (dtypes, flags), never per tensor list.
 Weights may be float32, bfloat16 or float16; the arithmetic and NovoGrad's state are float32.
+A learning rate given as a tensor on the tensors' device is read by the kernels from memory
+(``LR_IN_MEMORY``), as compiled training loops and CUDA-graph capture pass it.
 
 Where ``TRITON_INTERPRET=1`` was set before ``triton`` was imported, the same kernels run on CPU
 tensors in Triton's interpreter (how they are tested without a GPU).
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import triton
@@ -103,6 +105,16 @@ def _chunk_sq_norms(table, chunks, partials, n_chunks_total, W_DTYPE: tl.constex
 
 
 @triton.jit
+def _load_lr(lr, LR_IN_MEMORY: tl.constexpr):
+    """The learning rate: an argument, or read from the 1-element tensor it points to."""
+    if LR_IN_MEMORY:
+        value = tl.load(lr).to(tl.float32)
+    else:
+        value = lr
+    return value
+
+
+@triton.jit
 def _sum_partials(values, count, PARTIALS_BLOCK: tl.constexpr):
     """Σ values[0:count] in float32, PARTIALS_BLOCK at a time (one tensor's chunk partial sums)."""
     offsets = tl.arange(0, PARTIALS_BLOCK)
@@ -119,7 +131,7 @@ def _tensor_coefficients(
     eta, factor_eps, min_update,
     RULE: tl.constexpr, NOVOGRAD: tl.constexpr, GIVEN_SQ: tl.constexpr, GIVEN_SCALES: tl.constexpr,
     AMSGRAD: tl.constexpr, EPS_INSIDE_SQRT: tl.constexpr, REG_INSIDE_MOMENT: tl.constexpr,
-    PARTIALS_BLOCK: tl.constexpr,
+    LR_IN_MEMORY: tl.constexpr, PARTIALS_BLOCK: tl.constexpr,
 ):
     """Per tensor t: ‖g‖² and ‖w‖² from the partial sums, the layer factor f (1 if RULE is 0, or
     where a norm is 0), then out[4t:4t+4]:
@@ -133,6 +145,7 @@ def _tensor_coefficients(
     row = table + t * 8
     first = tl.load(row + 6)
     count = tl.load(row + 7)
+    lr = _load_lr(lr, LR_IN_MEMORY)
     if GIVEN_SQ:
         g_sq = tl.load(given_sq + t).to(tl.float32)
     else:
@@ -201,26 +214,32 @@ def _novograd_update(table, chunks, coefficients, beta1, W_DTYPE: tl.constexpr,
 
 
 @triton.jit
-def _momentum_update(table, chunks, factors, momentum, buffer_rate, step_rate, weight_decay,
+def _momentum_update(table, chunks, factors, lr, momentum, buffer_rate, weight_decay,
                      W_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, B_DTYPE: tl.constexpr,
                      HAS_FACTORS: tl.constexpr, FACTOR_ON_GRAD: tl.constexpr,
-                     HAS_MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr,
-                     CHUNK: tl.constexpr, BLOCK: tl.constexpr):
-    """SGD-family update with a per-tensor factor f: d = f_g·g + λw, where f_g = f if
-    FACTOR_ON_GRAD (LARC) else 1; buf ← d on a tensor's first step (SGD), else
-    μ buf + a·d with a = buffer_rate·f if the factor is on the step (LARS) else buffer_rate;
-    w ← w − step_rate·(d + μ buf if NESTEROV else buf), or w − step_rate·d without momentum."""
+                     HAS_MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, LR_ON_BUFFER: tl.constexpr,
+                     LR_IN_MEMORY: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    """SGD-family update with a per-tensor factor f and rate γ: d = f_g·g + λw, where f_g = f if
+    FACTOR_ON_GRAD (LARC) else 1; buf ← d on a tensor's first step (SGD), else μ buf + a·d with
+    a = buffer_rate, times f if the factor is on the step (LARS) and times γ if LR_ON_BUFFER
+    (LARS); w ← w − s·(d + μ buf if NESTEROV else buf), or w − s·d without momentum, with
+    s = 1 if LR_ON_BUFFER else γ (SGD)."""
     _, t, row, start, n, w_ptr, g_ptr = _chunk_prologue(table, chunks, W_DTYPE, G_DTYPE, CHUNK)
     b_ptr = tl.load(row + 2).to(tl.pointer_type(B_DTYPE))
     is_first = tl.load(row + 3) != 0
+    lr = _load_lr(lr, LR_IN_MEMORY)
     grad_factor = 1.0
     rate = buffer_rate
+    step_rate = lr
+    if LR_ON_BUFFER:
+        rate = buffer_rate * lr
+        step_rate = 1.0
     if HAS_FACTORS:
         f = tl.load(factors + 4 * t)
         if FACTOR_ON_GRAD:
             grad_factor = f
         else:
-            rate = buffer_rate * f
+            rate = rate * f
     offsets = tl.arange(0, BLOCK)
     for off in range(0, CHUNK, BLOCK):
         idx = start + off + offsets
@@ -306,6 +325,14 @@ def _pad(row: list[int]) -> list[int]:
     return row + [0] * (_COLUMNS - len(row))
 
 
+def _lr_argument(lr: Union[float, Tensor], device: torch.device) -> tuple[Union[float, Tensor], bool]:
+    """The learning rate as the kernels take it, and whether they read it from memory: a tensor on
+    the tensors' device stays there (no synchronisation), anything else is passed by value."""
+    if isinstance(lr, Tensor) and lr.device == device:
+        return lr.reshape(()).to(torch.float32), True
+    return float(lr), False
+
+
 def novograd_step(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
@@ -319,7 +346,7 @@ def novograd_step(
     eta: float,
     factor_eps: float,
     min_update: float,
-    lr: float,
+    lr: Union[float, Tensor],
     beta1: float,
     beta2_t: float,
     beta3: float,
@@ -343,6 +370,7 @@ def novograd_step(
     w_dtype, g_dtype = _TL_DTYPES[params[0].dtype], _TL_DTYPES[grads[0].dtype]
     rule_id = LAYER_RULES[rule]
     given_sq = grad_sq_norms is not None and rule_id == 0
+    lr, lr_in_memory = _lr_argument(lr, device)
     with _on(device):
         if not given_sq:
             _chunk_sq_norms[(tables.n_chunks,)](
@@ -357,7 +385,7 @@ def novograd_step(
             eta, factor_eps, min_update,
             RULE=rule_id, NOVOGRAD=True, GIVEN_SQ=given_sq, GIVEN_SCALES=grad_scales is not None,
             AMSGRAD=max_exp_avg_sqs is not None, EPS_INSIDE_SQRT=eps_inside_sqrt,
-            REG_INSIDE_MOMENT=reg_inside_moment, PARTIALS_BLOCK=_PARTIALS_BLOCK,
+            REG_INSIDE_MOMENT=reg_inside_moment, LR_IN_MEMORY=lr_in_memory, PARTIALS_BLOCK=_PARTIALS_BLOCK,
         )
         _novograd_update[(tables.n_chunks,)](
             tables.table, tables.chunks, tables.coefficients, beta1,
@@ -375,18 +403,19 @@ def momentum_step(
     eta: float,
     factor_eps: float,
     min_update: float,
-    lr: float,
+    lr: Union[float, Tensor],
     momentum: float,
     buffer_rate: float,
-    step_rate: float,
+    lr_on_buffer: bool,
     weight_decay: float,
     nesterov: bool,
 ) -> None:
     """One SGD-family step over tensors of one weight, gradient and buffer dtype (see
-    ``_momentum_update``): LARS with ``rule="lars"``, ``buffer_rate=lr``, ``step_rate=1``; LARC
-    over torch's SGD with ``rule`` "clip"/"scale", ``buffer_rate=1-dampening``, ``step_rate=lr``
-    and ``first`` marking tensors whose buffer this step creates; ``buffers=None`` without
-    momentum. ``rule="none"`` skips the norm passes (groups without layer adaptation)."""
+    ``_momentum_update``): LARS with ``rule="lars"``, ``buffer_rate=1``, ``lr_on_buffer=True``;
+    LARC over torch's SGD with ``rule`` "clip"/"scale", ``buffer_rate=1-dampening``,
+    ``lr_on_buffer=False`` and ``first`` marking tensors whose buffer this step creates;
+    ``buffers=None`` without momentum. ``rule="none"`` skips the norm passes (groups without
+    layer adaptation)."""
     n = len(params)
     device = params[0].device
     tables = _tables(
@@ -396,6 +425,7 @@ def momentum_step(
     w_dtype, g_dtype = _TL_DTYPES[params[0].dtype], _TL_DTYPES[grads[0].dtype]
     b_dtype = _TL_DTYPES[buffers[0].dtype] if buffers is not None else tl.float32
     rule_id = LAYER_RULES[rule]
+    lr, lr_in_memory = _lr_argument(lr, device)
     with _on(device):
         if rule_id != 0:
             _chunk_sq_norms[(tables.n_chunks,)](
@@ -406,13 +436,14 @@ def momentum_step(
                 tables.table, tables.partials, tables.n_chunks, tables.partials, tables.partials,
                 tables.coefficients, lr, 0.0, 0.0, 1.0, 1.0, 0.0, weight_decay, eta, factor_eps, min_update,
                 RULE=rule_id, NOVOGRAD=False, GIVEN_SQ=False, GIVEN_SCALES=False, AMSGRAD=False,
-                EPS_INSIDE_SQRT=False, REG_INSIDE_MOMENT=False, PARTIALS_BLOCK=_PARTIALS_BLOCK,
+                EPS_INSIDE_SQRT=False, REG_INSIDE_MOMENT=False, LR_IN_MEMORY=lr_in_memory,
+                PARTIALS_BLOCK=_PARTIALS_BLOCK,
             )
         _momentum_update[(tables.n_chunks,)](
-            tables.table, tables.chunks, tables.coefficients, momentum, buffer_rate, step_rate, weight_decay,
+            tables.table, tables.chunks, tables.coefficients, lr, momentum, buffer_rate, weight_decay,
             W_DTYPE=w_dtype, G_DTYPE=g_dtype, B_DTYPE=b_dtype, HAS_FACTORS=rule_id != 0,
             FACTOR_ON_GRAD=rule_id in (1, 2), HAS_MOMENTUM=buffers is not None, NESTEROV=nesterov,
-            CHUNK=CHUNK, BLOCK=_BLOCK,
+            LR_ON_BUFFER=lr_on_buffer, LR_IN_MEMORY=lr_in_memory, CHUNK=CHUNK, BLOCK=_BLOCK,
         )
 
 

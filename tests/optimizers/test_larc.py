@@ -396,3 +396,124 @@ def test_zero_lr_in_clip_mode_gives_no_nan(inner):
         assert torch.equal(p.detach(), w)
     for state in larc.state.values():
         assert all(torch.isfinite(value).all() for value in state.values())
+
+
+# Inner optimizers and the momentum each cycling scheduler drives: group key -> its first entry.
+CYCLING_INNERS = {
+    "sgd": (lambda ps: SGD(ps, lr=0.01, momentum=0.9), "momentum"),
+    "novograd": (lambda ps: NovoGrad(ps, lr=0.01), "betas"),
+    "adam": (lambda ps: torch.optim.Adam(ps, lr=0.01), "betas"),
+}
+CYCLING_SCHEDULERS = {
+    "one_cycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=12),
+    "cyclic": lambda opt: torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=3),
+}
+
+
+def _momentum(group: dict, key: str) -> float:
+    return group[key] if key == "momentum" else group[key][0]
+
+
+@pytest.mark.parametrize("scheduler", CYCLING_SCHEDULERS)
+@pytest.mark.parametrize("inner", CYCLING_INNERS)
+def test_momentum_cycling_schedulers_drive_the_inner_optimizer(inner, scheduler):
+    """OneCycleLR and CyclicLR with their default ``cycle_momentum=True`` accept LARC (its
+    defaults carry the inner optimizer's momentum or betas) and move the inner optimizer's rate
+    and momentum (or β1) exactly as they move a bare inner optimizer's."""
+    make_inner, key = CYCLING_INNERS[inner]
+    make_scheduler = CYCLING_SCHEDULERS[scheduler]
+    weights, grads = random_problem(steps=8)
+    histories = []
+    for wrap in (True, False):
+        params = [nn.Parameter(w.clone()) for w in weights]
+        optimizer = LARC(make_inner(params)) if wrap else make_inner(params)
+        schedule = make_scheduler(optimizer)
+        history = []
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+            schedule.step()
+            group = optimizer.param_groups[0]
+            history.append((group["lr"], _momentum(group, key)))
+        histories.append(history)
+    assert histories[0] == histories[1]
+    assert len({momentum for _, momentum in histories[0]}) > 2  # the momentum really cycles
+
+
+@pytest.mark.parametrize("inner, options", [
+    ("sgd", {"foreach": True}), ("sgd", {"fused": True}), ("novograd", {"foreach": True}),
+    ("novograd", {"fused": True}), ("adam", {"foreach": False}),
+])
+def test_step_hooks_run_once_per_step(inner, options):
+    """Global and local step hooks run once around LARC's step, whatever the inner optimizer and
+    its path: the inner step is a part of LARC's and runs without them."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    make = {"sgd": lambda ps: SGD(ps, lr=0.1, momentum=0.9, **options),
+            "novograd": lambda ps: NovoGrad(ps, lr=0.1, **options),
+            "adam": lambda ps: torch.optim.Adam(ps, lr=0.1, **options)}[inner]
+    p = nn.Parameter(torch.randn(3, 2))
+    larc = LARC(make([p]))
+    calls = []
+    handles = [
+        register_optimizer_step_pre_hook(lambda *_: calls.append("global pre")),
+        register_optimizer_step_post_hook(lambda *_: calls.append("global post")),
+        larc.register_step_pre_hook(lambda *_: calls.append("pre")),
+        larc.register_step_post_hook(lambda *_: calls.append("post")),
+    ]
+    try:
+        for _ in range(2):
+            p.grad = torch.randn(3, 2)
+            larc.step()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == ["global pre", "pre", "post", "global post"] * 2
+    assert larc.state[p]  # the inner optimizer did step
+
+
+def test_load_state_dict_hooks_registered_on_larc_run_around_the_load():
+    """A load_state_dict pre-hook registered on LARC sees (and may replace) the state_dict before
+    the inner optimizer loads it; a post-hook runs after, with the groups already shared."""
+    p = nn.Parameter(torch.randn(3))
+    larc = LARC(SGD([p], lr=0.1, momentum=0.9))
+    p.grad = torch.randn(3)
+    larc.step()
+    saved = larc.state_dict()
+    seen = []
+
+    def pre_hook(optimizer, state_dict):
+        seen.append(("pre", optimizer is larc))
+        replaced = copy.deepcopy(state_dict)
+        replaced["param_groups"][0]["lr"] = 0.5
+        return replaced
+
+    larc.register_load_state_dict_pre_hook(pre_hook)
+    larc.register_load_state_dict_post_hook(
+        lambda optimizer: seen.append(("post", optimizer.param_groups is optimizer.optimizer.param_groups)))
+    larc.load_state_dict(saved)
+    assert seen == [("pre", True), ("post", True)]
+    assert larc.optimizer.param_groups[0]["lr"] == 0.5 and saved["param_groups"][0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("inner", ["sgd", "novograd"])
+def test_group_added_to_the_inner_optimizer_gets_larc_and_is_rescaled(inner):
+    """A group added through ``larc.optimizer.add_param_group`` (past LARC) gets LARC's defaults at
+    the next step and is rescaled like the others: the run matches the reference over the same
+    groups."""
+    weights, grads = random_problem(steps=4)
+    lr = MODES["clip"]["lr"]
+    params = [nn.Parameter(w.clone()) for w in weights]
+    larc = LARC(INNERS[inner][0](params[:1], lr), eta=MODES["clip"]["eta"])
+    larc.optimizer.add_param_group({"params": params[1:]})
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        larc.step()
+    assert larc.param_groups[1]["larc_eta"] == MODES["clip"]["eta"] and larc.param_groups[1]["layer_adaptation"]
+    reference = ReferenceLARC(INNERS[inner][1](weights, lr), eta=MODES["clip"]["eta"])
+    expected = run_reference(reference, grads)
+    assert min(s for step in reference.history for s in step[1:]) < 0.5  # the added tensors are rescaled
+    for p, ref in zip(params, expected):
+        torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)

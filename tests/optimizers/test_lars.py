@@ -8,7 +8,7 @@ from torch import nn
 
 from optimizers import LARS
 
-from .reference import ReferenceLARS, random_problem, run_package, run_reference
+from .reference import ReferenceLARS, random_problem, run_package, run_reference, step_all
 
 # Settings: name -> LARS keyword arguments (also the reference's).
 SETTINGS = {
@@ -98,3 +98,22 @@ def test_invalid_hyper_parameters_raise(bad, match):
     """Invalid hyper-parameters raise ValueError naming the bad value."""
     with pytest.raises(ValueError, match=match):
         LARS([nn.Parameter(torch.ones(2))], **bad)
+
+
+def test_state_dict_from_before_the_fused_option_resumes_bit_exactly():
+    """A checkpoint saved before LARS had its ``fused`` option loads (the option gets its
+    default) and continues bit-identically to an uninterrupted run."""
+    weights, grads = random_problem(steps=8)
+    make = lambda ps: LARS(ps, **SETTINGS["weight_decay"])  # noqa: E731
+    straight, _ = run_package(make, weights, grads)
+    params, optimizer = run_package(make, weights, grads[:3])
+    old = optimizer.state_dict()
+    for group in old["param_groups"]:
+        del group["fused"]
+    resumed = [nn.Parameter(p.detach().clone()) for p in params]
+    fresh = make(resumed)
+    fresh.load_state_dict(old)
+    assert fresh.param_groups[0]["fused"] is None
+    step_all(fresh, resumed, grads[3:])
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a, b)

@@ -3,13 +3,15 @@ layout, checkpointing, edge cases and hand-computed golden values of the registr
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from optimizers import NovoGrad, build_optimizer
 
-from .reference import ReferenceNovoGrad, interrupted_run, random_problem, run_package, run_reference
+from .reference import ReferenceNovoGrad, interrupted_run, random_problem, run_package, run_reference, step_all
 
 LR = 0.05
 
@@ -320,3 +322,92 @@ def test_golden_novograd_apex():
     """
     result = two_steps("novograd_apex", w0=[0.01, -0.02])
     torch.testing.assert_close(result, torch.tensor([0.009940142503656997, -0.020079809995124005]), rtol=1e-6, atol=0)
+
+
+@pytest.mark.slow
+def test_fused_float64_takes_the_compiled_path_at_float64_precision(path_options):
+    """``fused=True`` on float64 parameters (the compiled reference: no kernel takes float64)
+    steps without narrowing a norm or a coefficient to float32: it agrees with the float64
+    single-tensor path up to the rounding of v, the float32 scalar both keep by design (a float32
+    coefficient alone would differ by ~1e-8 relative per step)."""
+    weights, grads = random_problem(steps=10)
+    single, _ = run_package(make_novograd(**COMBOS["decoupled"], foreach=False), weights, grads, dtype=torch.float64)
+    fused, optimizer = run_package(make_novograd(**COMBOS["decoupled"], **path_options("compiled")), weights, grads,
+                                   dtype=torch.float64)
+    expected = run_reference(ReferenceNovoGrad(weights, lr=LR, **COMBOS["decoupled"]), grads)
+    for p, s, ref in zip(fused, single, expected):
+        assert p.dtype == torch.float64 and optimizer.state[p]["exp_avg"].dtype == torch.float64
+        torch.testing.assert_close(p.detach(), s.detach(), rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(p.detach(), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_path_runs_on_past_dynamo_recompile_limit(path_options):
+    """Differently laid-out fused optimizers in one process, each with a layer frozen for a while
+    (new tensor lists: a compile each), pass dynamo's recompile limit (here lowered to 1) and
+    still step as the single-tensor reference: past the limit the same body runs uncompiled."""
+    options = path_options("compiled")
+    torch.compiler.reset()
+    with torch.compiler.config.patch(recompile_limit=1):
+        for layers in (2, 3):
+            model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(layers)]).to(torch.bfloat16)
+            twin = copy.deepcopy(model)
+            fused, single = NovoGrad(model.parameters(), **options), NovoGrad(twin.parameters(), foreach=False)
+            x = torch.randn(2, 4, dtype=torch.bfloat16)
+            for i in range(5):
+                for m, optimizer in ((model, fused), (twin, single)):
+                    m[0].requires_grad_(not 1 <= i < 3)
+                    optimizer.zero_grad()
+                    m(x).float().sum().backward()
+                    optimizer.step()
+            for p, q in zip(model.parameters(), twin.parameters()):
+                torch.testing.assert_close(p, q, rtol=2e-2, atol=1e-2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("combo", ["default", "decoupled", "amsgrad"])
+def test_compiled_body_has_no_graph_break(combo):
+    """The fused fallback compiles the single-tensor reference without ``fullgraph`` (so that it
+    can run past the recompile limit); the body itself compiles whole."""
+    from optimizers.novograd import _single_tensor_novograd
+
+    torch.compiler.reset()
+    compiled = torch.compile(_single_tensor_novograd, fullgraph=True)
+    options = COMBOS[combo]
+    amsgrad = options.get("amsgrad", False)
+    params = [torch.randn(3, 2), torch.randn(4)]
+    grads = [torch.randn_like(p) for p in params]
+    scalars = dict(lr=0.1, beta1=0.9, beta2_t=0.0, beta3=1.0, bias_correction1=1.0, bias_correction2=1.0,
+                   eps=1e-8, weight_decay=0.01)
+    compiled(params, grads, [torch.zeros_like(p) for p in params], [torch.zeros(()) for _ in params],
+             [torch.zeros(()) for _ in params] if amsgrad else None, None, None,
+             **{k: torch.tensor(v) for k, v in scalars.items()}, amsgrad=amsgrad,
+             eps_inside_sqrt=options.get("eps_inside_sqrt", False),
+             reg_inside_moment=options.get("reg_inside_moment", True))
+
+
+@pytest.mark.parametrize("path", ["single", "foreach", "fused"])
+def test_older_state_dicts_resume_bit_exactly(path):
+    """A state_dict whose ``step`` is a plain number (older checkpoints) and whose groups predate
+    the ``foreach``/``fused`` options loads, gets the defaults and the CPU float32 step count,
+    and continues bit-identically to an uninterrupted run."""
+    weights, grads = random_problem(steps=8)
+    make = make_novograd(**PATHS[path])
+    straight, _ = run_package(make, weights, grads)
+    params, optimizer = run_package(make, weights, grads[:3])
+    old = copy.deepcopy(optimizer.state_dict())
+    for state in old["state"].values():
+        state["step"] = state["step"].item()
+    for group in old["param_groups"]:
+        del group["foreach"], group["fused"]
+    resumed = [nn.Parameter(p.detach().clone()) for p in params]
+    fresh = make(resumed)
+    fresh.load_state_dict(old)
+    assert fresh.param_groups[0]["foreach"] is None and fresh.param_groups[0]["fused"] is None
+    for group, options in ((g, PATHS[path]) for g in fresh.param_groups):
+        group.update(options)  # the old checkpoint had no path: run on the one under test
+    for state in fresh.state.values():
+        assert state["step"].device.type == "cpu" and state["step"].dtype == torch.float32
+    step_all(fresh, resumed, grads[3:])
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a, b)

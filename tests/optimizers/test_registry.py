@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from optimizers import LARC, NovoGrad, build_optimizer, optimizer_names, param_groups, resolved_defaults
+from optimizers import LARC, LARS, NovoGrad, build_optimizer, optimizer_names, param_groups, resolved_defaults
 from optimizers.registry import LARC_PREFIX
 
 # A learning rate per family (the name without ``larc_``) under which the tiny regression below
@@ -209,3 +209,63 @@ def test_variants_pin_their_identity():
     assert apex["grad_averaging"] and apex["bias_correction"] and not apex["reg_inside_moment"]
     (nesterov,) = build_optimizer("sgd_nesterov", [nn.Parameter(torch.ones(2, 2))]).param_groups
     assert nesterov["nesterov"] is True and nesterov["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("name", optimizer_names())
+def test_named_parameters_build_every_optimizer_like_the_model(name):
+    """``build_optimizer(name, model.named_parameters())`` (as torch optimizers take them) sorts
+    the same tensors into the same groups as ``build_optimizer(name, model)``, records the names
+    in the state_dict, and steps bit-identically; frozen parameters are left out."""
+    lr = LRS[name.removeprefix(LARC_PREFIX)]
+    model, x, y = tiny_regression()
+    model[0].bias.requires_grad_(False)
+    twin = copy.deepcopy(model)
+    by_name = build_optimizer(name, model.named_parameters(), lr=lr)
+    by_model = build_optimizer(name, twin, lr=lr)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    saved_names = [n for group in by_name.state_dict()["param_groups"] for n in group["param_names"]]
+    assert sorted(saved_names) == sorted(names)
+    assert [n for n in saved_names if n.endswith(".bias")] == [n for n in names if n.endswith(".bias")]
+    assert [len(g["params"]) for g in by_name.param_groups] == [len(g["params"]) for g in by_model.param_groups]
+    train(model, by_name, x, y, 3)
+    train(twin, by_model, x, y, 3)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+
+
+# torch's errors for inputs no torch optimizer takes, through build_optimizer: (what, call, error, message)
+TORCH_ERRORS = [
+    ("2-element tensor lr", lambda name: build_optimizer(name, nn.Linear(2, 2), lr=torch.tensor([0.1, 0.1])),
+     ValueError, "optimizer '{name}': Tensor lr must be 1-element"),
+    ("negative tensor lr", lambda name: build_optimizer(name, nn.Linear(2, 2), lr=torch.tensor(-0.1)),
+     ValueError, "optimizer '{name}': Invalid learning rate: -0.10000000149011612"),
+    ("a tensor, not an iterable of tensors", lambda name: build_optimizer(name, nn.Parameter(torch.ones(2, 2))),
+     TypeError, "params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                "but got torch.FloatTensor"),
+    ("named and unnamed parameters mixed", lambda name: build_optimizer(
+        name, [("w", nn.Parameter(torch.ones(2, 2))), nn.Parameter(torch.ones(2, 2))], exclude_bias_and_norm=False),
+     ValueError, "optimizer '{name}': all optimizer params should be with/without names. Some param names are missing"),
+]
+
+
+@pytest.mark.parametrize("name", optimizer_names())
+@pytest.mark.parametrize("what, call, error, message", TORCH_ERRORS, ids=[case[0] for case in TORCH_ERRORS])
+def test_inputs_torch_refuses_give_torchs_message(what, call, error, message, name):
+    """A 2-element or negative tensor lr, a bare tensor as the parameters and named mixed with
+    unnamed parameters raise torch's own one-line message, for every registry name."""
+    with pytest.raises(error) as raised:
+        call(name)
+    assert str(raised.value) == message.format(name=name)
+
+
+@pytest.mark.parametrize("cls", [NovoGrad, LARS])
+@pytest.mark.parametrize("lr, message", [
+    (torch.tensor([0.1, 0.1]), "Tensor lr must be 1-element"),
+    (torch.ones(1, 2), "Tensor lr must be 1-element"),
+    (-0.1, "Invalid learning rate: -0.1"),
+])
+def test_package_classes_refuse_bad_rates_with_torchs_message(cls, lr, message):
+    """NovoGrad and LARS refuse what torch's optimizers refuse, with the same message."""
+    with pytest.raises(ValueError) as raised:
+        cls([nn.Parameter(torch.ones(2))], lr=lr)
+    assert str(raised.value) == message
