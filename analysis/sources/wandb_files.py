@@ -23,8 +23,13 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import pyarrow as pa
+
+from analysis.run_map import Identity, RunMap
+from analysis.sources.history import History
+from analysis.sources.raw_run import run_data
 from analysis.sources.run_data import RunData, skip
-from analysis.sources.wandb_history import wandb_run_data
+from analysis.sources.wandb_history import LAYER_TABLE_KEY, wandb_raw_run
 from experiments.store import COMPLETED, FAILED, INCOMPLETE
 
 __all__ = ["WandbFileError", "find_wandb_runs", "records", "read_wandb_run", "wandb_run_key", "is_live",
@@ -120,6 +125,23 @@ def _item_value(item: Any) -> Any:
     return json.loads(item.json) if kind == "json" else getattr(item, kind)
 
 
+def _item_json(item: Any) -> str:
+    """An item's value as JSON text (decoded later, all of a key's values at once)."""
+    return item.value_json or json.dumps(_item_value(item))
+
+
+def _history_items(record: Any) -> list[tuple[str, str]]:
+    """A history record's (key, JSON value) pairs; items under a nested key (media such as a
+    logged table: ``layers/stats`` → ``_type``, ``path``, ...) as one dict under the first part."""
+    items, nested = [], {}
+    for item in record.history.item:
+        if len(item.nested_key) > 1:
+            _assign(nested, item, _item_value(item))
+        else:
+            items.append((item.key or item.nested_key[0], _item_json(item)))
+    return items + [(key, json.dumps(value)) for key, value in nested.items()]
+
+
 def _assign(target: dict[str, Any], item: Any, value: Any) -> None:
     path = list(item.nested_key) or [item.key]
     for part in path[:-1]:
@@ -142,13 +164,14 @@ def _apply(target: dict[str, Any], change: Any) -> None:
         _remove(target, item)
 
 
-def read_wandb_run(folders: list[Path]) -> RunData:
-    """The attempts of one wandb run (its folders, oldest first) → ``RunData``. A file that cannot
-    be read is left out with one warning naming it."""
+def read_wandb_run(folders: list[Path], run_map: Optional[RunMap] = None) -> RunData:
+    """The attempts of one wandb run (its folders, oldest first) → ``RunData`` (``run_map``: see
+    ``analysis.sources.raw_run``). A file that cannot be read is left out with one warning
+    naming it."""
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    identity: dict[str, str] = {}
+    history = History(json_values=True)
+    identity = Identity(name=folders[0].name)
     exit_code: Optional[int] = None
     skipped = False
     for folder in folders:
@@ -156,26 +179,28 @@ def read_wandb_run(folders: list[Path]) -> RunData:
         try:
             for record in records(path):
                 kind = record.WhichOneof("record_type")
-                if kind == "run":
+                if kind == "history":
+                    history.add(_history_items(record))
+                elif kind == "summary":
+                    _apply(summary, record.summary)
+                elif kind == "run":
                     run = record.run
-                    identity = {"name": run.display_name or run.run_id, "group": run.run_group,
-                                "project": run.project}
+                    identity = Identity(project=run.project, group=run.run_group or None,
+                                        name=run.display_name or run.run_id, tags=tuple(run.tags))
                     for item in run.config.update:
                         _assign(config, item, _item_value(item))
                 elif kind == "config":
                     _apply(config, record.config)
-                elif kind == "history":
-                    row: dict[str, Any] = {}
-                    for item in record.history.item:
-                        _assign(row, item, _item_value(item))
-                    history.append(row)
-                elif kind == "summary":
-                    _apply(summary, record.summary)
                 elif kind == "exit":
                     exit_code = record.exit.exit_code
         except (OSError, ValueError) as error:  # WandbFileError, protobuf DecodeError, bad JSON
             skip(f"skipping {path}: {str(error).removeprefix(f'{path}: ')}")
             skipped = True
+    try:
+        table, layer_tables = history.table(), history.objects(LAYER_TABLE_KEY)
+    except ValueError as error:  # a value that is not JSON: the records passed their checksums
+        skip(f"skipping the history of {folders[0]}: {error}")
+        table, layer_tables, skipped = pa.table({}), [], True
     status = (COMPLETED if exit_code == 0 else FAILED) if exit_code is not None else INCOMPLETE
 
     def read_table(relative: str) -> Optional[dict[str, Any]]:
@@ -185,9 +210,7 @@ def read_wandb_run(folders: list[Path]) -> RunData:
                 return json.loads(table.read_text())
         return None
 
-    data = wandb_run_data(str(folders[0]), name=identity.get("name", folders[0].name),
-                          group=identity.get("group") or None, project=identity.get("project", ""),
-                          config=config, summary=summary, history=history, status=status,
-                          key=wandb_run_key(folders), read_table=read_table)
-    data.skipped = skipped
-    return data
+    raw = wandb_raw_run(str(folders[0]), identity=identity, config=config, summary=summary, history=table,
+                        layer_tables=layer_tables, status=status, read_table=read_table)
+    raw.skipped = skipped
+    return run_data(raw, run_map)
