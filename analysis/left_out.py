@@ -16,7 +16,7 @@ from analysis import frames as F
 from analysis.frames import Frames
 from experiments.store import FINISHED
 
-__all__ = ["mark_metrics", "split", "describe", "counts", "none_usable_message", "NEEDED"]
+__all__ = ["mark_metrics", "split", "describe", "lacking", "none_usable_message", "NEEDED"]
 
 NEEDED = ("task", "optimizer", "batch_size", "lr", "step", "metric", "metric.higher_is_better")
 _WORDS = {
@@ -24,8 +24,8 @@ _WORDS = {
     "optimizer": "no optimizer known (map optimizer:)",
     "batch_size": "no batch size known (map batch_size:)",
     "lr": "no learning rate known (map lr:)",
-    "step": "no step key: its history has none that counts optimizer steps, and wandb's _step counts log calls "
-            "(map step: to the key that does, e.g. trainer/global_step)",
+    "step": "no step key (map step: to the history key that counts optimizer steps, e.g. trainer/global_step; "
+            "wandb's _step counts log calls unless the run passed step= to wandb.log)",
     "metric": "no validation metric known (map metric: {key: ...})",
     "metric.higher_is_better": "no direction known for its metric (map metric: {higher_is_better: ...})",
 }
@@ -35,8 +35,10 @@ _NOUNS = {"task": "task", "optimizer": "optimizer", "batch_size": "batch size", 
 
 def mark_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``metric`` (no metric) or ``metric.higher_is_better`` (a metric of unknown
-    direction) added to the ``left_out`` of each finished run lacking it."""
-    finished = runs[F.STATUS].isin(FINISHED)
+    direction) added to the ``left_out`` of each finished run lacking it (not to a run without a
+    step key: it has no metrics rows, and the step is the cause to name)."""
+    stepless = runs[F.LEFT_OUT].fillna("").str.split().map(lambda fields: "step" in fields).astype(bool)
+    finished = runs[F.STATUS].isin(FINISHED) & ~stepless
     lacking = {"metric": finished & runs[F.METRIC].isna(),
                "metric.higher_is_better": finished & runs[F.METRIC].notna() & runs[F.HIGHER_IS_BETTER].isna()}
     if not any(mask.any() for mask in lacking.values()):
@@ -59,15 +61,15 @@ def describe(left_out: str) -> str:
     return "; ".join(_WORDS[name] for name in left_out.split())
 
 
-def counts(runs: pd.DataFrame) -> dict[str, int]:
-    """Per field (in ``NEEDED`` order), how many of ``runs`` lack it."""
-    named = runs[F.LEFT_OUT].dropna().str.split().explode()
-    tally = named.value_counts()
-    return {name: int(tally[name]) for name in NEEDED if name in tally}
+def lacking(runs: pd.DataFrame, fields: tuple[str, ...] = NEEDED) -> str:
+    """How many of ``runs`` lack each of ``fields``, in words: ``"6 have no learning rate, 2
+    have no step key"`` ("" if none lacks any)."""
+    tally = runs[F.LEFT_OUT].dropna().str.split().explode().value_counts()
+    return ", ".join(f"{int(tally[name])} {'has' if tally[name] == 1 else 'have'} no {_NOUNS[name]}"
+                     for name in fields if name in tally)
 
 
 def none_usable_message(runs: pd.DataFrame) -> str:
     """The one line for a load whose every run is left out: how many lack which field, and the map."""
-    lacking = ", ".join(f"{n} have no {_NOUNS[name]}" for name, n in counts(runs).items())
-    return (f"none of the {len(runs)} runs can be compared: {lacking} that optbench can find; "
+    return (f"none of the {len(runs)} runs can be compared: {lacking(runs)} that optbench can find; "
             f"say where each is with --map MAP.yaml (optbench analyze --help shows one)")

@@ -43,7 +43,8 @@ from experiments.dotted_keys import flatten
 from experiments.yaml_error import yaml_error
 
 __all__ = ["RunMap", "Block", "Source", "Identity", "MapReport", "read_map", "parse_map", "check", "resolve",
-           "convert", "lookup", "available_keys", "FIELDS", "MATCH_KEYS", "HISTORY_FIELDS", "MISSING"]
+           "convert", "lookup", "available_keys", "foreign_runs_help", "EXAMPLE", "FIELDS", "MATCH_KEYS",
+           "HISTORY_FIELDS", "MISSING"]
 
 MATCH_KEYS = ("project", "group", "tag", "name")
 # Every field a block may set, with the type its values take ("history": a history key's name).
@@ -169,18 +170,21 @@ def read_map(path: str | Path) -> RunMap:
 def parse_map(data: Any, origin: str = "map") -> RunMap:
     """A map from its parsed YAML (``origin`` names it in messages)."""
     if not isinstance(data, list) or not data:
-        got = "an empty map" if data is None or data == [] else f"a {type(data).__name__}"
-        raise ValueError(f"{origin}: expected a list of blocks (- match: {{project: NAME}}\\n  lr: {{config: lr}} ...), "
-                         f"got {got}")
+        got = "nothing" if data is None or data == [] else "a mapping" if isinstance(data, dict) else repr(data)
+        raise ValueError(f"{origin}: expected a list of blocks, each '- match: ...' and its fields "
+                         f"(optbench analyze --help shows one), got {got}")
     blocks = tuple(_block(entry, number, origin) for number, entry in enumerate(data, start=1))
     digest = hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return RunMap(origin, blocks, digest)
 
 
 def _unknown(kind: str, name: Any, valid: Sequence[str]) -> str:
+    from analysis.conventions import CONFIG_NAMES
     from optimizers.did_you_mean import did_you_mean  # optimizers loads torch: only for the message
 
-    return f"unknown {kind} {name!r}{did_you_mean(name, valid)}; {kind}s: {', '.join(valid)}"
+    alias = next((f for f, names in CONFIG_NAMES.items() if f in valid and name in names and name != f), None)
+    hint = f" (did you mean {alias!r}?)" if alias else did_you_mean(name, valid)
+    return f"unknown {kind} {name!r}{hint}; {kind}s: {', '.join(valid)}"
 
 
 def _block(entry: Any, number: int, origin: str) -> Block:
@@ -351,3 +355,34 @@ def resolve(source: Source, config: Mapping[str, Any], summary: Callable[[], Map
     if value is MISSING and source.has_default:
         return source.default
     return value
+
+
+EXAMPLE = Path(__file__).parent / "maps" / "lightning-wandb.yaml"  # a map for Lightning's WandbLogger
+
+
+def foreign_runs_help() -> str:
+    """``optbench analyze --help``'s epilog: what a run optbench did not write needs, what is
+    read without a map (from ``analysis.conventions``), and the example map."""
+    import textwrap
+
+    from analysis import conventions as C
+
+    names = "; ".join(f"{field} from {' or '.join(keys)}" for field, keys in C.CONFIG_NAMES.items())
+    paragraphs = [
+        "A run is compared when its task, optimizer, learning rate, batch size, the history key that counts "
+        "optimizer steps and its validation metric, with the metric's direction, are known. Without a map, the "
+        f"config gives {names} (a wandb run without a task: its project); the step is "
+        f"{' or '.join(C.STEP_KEYS)} (wandb's {C.WANDB_STEP} only where the run passed step= to wandb.log: "
+        f"otherwise it counts log calls); wall time is {' or '.join(C.WALL_TIME_KEYS)}; the metric is the one "
+        "logged key that names a validation metric (val_acc, val/loss, accuracy/val), its direction from its "
+        "name. Runs lacking a field are left out, and the report says which and why; if every run is, analyze "
+        "stops and says what is missing.",
+        "--map MAP.yaml says where the fields are: a list of blocks, each for the runs its match selects "
+        f"({', '.join(MATCH_KEYS)}: globs; no match: every run); each field is a constant, {{config: KEY}} or "
+        "{summary: KEY} (KEY dotted or flat), with an optional default; step, wall_time and metric.key name "
+        "history keys; a later block overrides an earlier one. The map applies to optbench's own runs too "
+        f"(task: renames a task). For Lightning's WandbLogger ({EXAMPLE.name} in optbench's analysis/maps/):",
+    ]
+    text = "\n\n".join(textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ") for p in paragraphs)
+    example = textwrap.indent(EXAMPLE.read_text(), "    ")
+    return f"runs optbench did not write (your wandb runs, Lightning's WandbLogger, a wandb.log loop):\n{text}\n\n{example}"

@@ -24,7 +24,7 @@ from analysis import frames as F
 from analysis.run_map import convert
 from experiments import metric_curve
 
-__all__ = ["complete_unfinished", "infer_direction", "curve_results"]
+__all__ = ["complete_unfinished", "infer_direction", "curve_results", "metric_of"]
 
 
 def infer_direction(values: pd.Series, best: pd.Series) -> Optional[bool]:
@@ -57,8 +57,9 @@ def curve_results(steps: np.ndarray, values: np.ndarray, higher_is_better: Optio
     return out
 
 
-def _metric(names: set[str]) -> Optional[str]:
-    """optbench's ``val/<m>`` beside its ``val/<m>_best``, else the one validation metric named."""
+def metric_of(names: set[str]) -> Optional[str]:
+    """The validation metric among a run's logged ``names``: optbench's ``val/<m>`` beside its
+    ``val/<m>_best``, else the one validation metric named (None if there are several)."""
     ours = next((n for n in sorted(names) if n.startswith("val/") and f"{n}_best" in names), None)
     if ours is not None:
         return ours
@@ -85,7 +86,7 @@ def complete_unfinished(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
             continue
         runs.loc[index, [F.GLOBAL_STEP, F.WALL_TIME_S]] = [rows[F.STEP].max(), rows[F.WALL_TIME].max()]
         names = set(rows[F.METRIC].astype(str))
-        metric = _metric(names)
+        metric = metric_of(names)
         if metric is None:
             continue
         values = rows[rows[F.METRIC] == metric].sort_values(F.STEP)

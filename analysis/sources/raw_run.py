@@ -25,7 +25,7 @@ from analysis import conventions as C
 from analysis import frames as F
 from analysis.run_map import MISSING, Identity, MapReport, RunMap, available_keys, convert, resolve
 from analysis.sources.run_data import RunData, metrics_long
-from analysis.unfinished import curve_results
+from analysis.unfinished import curve_results, metric_of
 from experiments.dotted_keys import flatten
 
 __all__ = ["RawRun", "run_data", "LEFT_OUT_AT_READ"]
@@ -184,9 +184,12 @@ def _step_key(raw: RawRun, fields: _Fields) -> Optional[str]:
 
 def _mapped_metric(fields: _Fields, ours: dict[str, Any], metrics: pa.Table) -> dict[str, Any]:
     """Metric, direction, target and what the history says of them (best, final,
-    steps-to-target, steps and time taken) for a run whose map names any of them; the map's
-    settings over the summary's (for the summary's own metric) over the name's direction."""
-    metric = fields.history_key("metric.key") if fields.given("metric.key") else ours.get("metric")
+    steps-to-target, steps and time taken) for a run whose map sets any of them; the map's
+    settings over the summary's (for the summary's own metric) over the conventions'."""
+    if fields.given("metric.key"):
+        metric = fields.history_key("metric.key")
+    else:
+        metric = ours.get("metric") or metric_of(set(pc.unique(pc.cast(metrics["metric"], pa.string())).to_pylist()))
     same = metric is not None and metric == ours.get("metric")
     higher = fields.pick("metric.higher_is_better", ours.get("higher_is_better") if same else None,
                          lambda: C.higher_is_better(metric) if metric else None)
