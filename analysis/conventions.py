@@ -26,7 +26,8 @@ import numpy as np
 from analysis.run_map import MISSING, convert, lookup
 
 __all__ = ["CONFIG_NAMES", "STEP_KEYS", "WALL_TIME_KEYS", "EPOCH_KEY", "WANDB_STEP", "CONTEXT_KEYS",
-           "config_value", "optbench_batch_and_lr", "explicit_steps", "validation_metrics", "higher_is_better"]
+           "written_by_optbench", "config_value", "optbench_batch_and_lr", "explicit_steps", "validation_metrics",
+           "higher_is_better"]
 
 # Per field, the config keys that name it, in the order they are looked for. optbench's
 # data.batch_size and optimizer.lr are read apart (optbench_batch_and_lr): they are scaled.
@@ -48,6 +49,12 @@ _VALIDATION = {"val", "valid", "validation"}
 _HIGHER = {"acc", "accuracy", "top1", "top5", "f1", "auc", "auroc", "bleu", "map", "iou", "miou", "dice", "r2",
            "precision", "recall"}
 _LOWER = {"loss", "error", "err", "wer", "cer", "ppl", "perplexity", "nll", "mse", "mae", "rmse"}
+
+
+def written_by_optbench(config: Mapping[str, Any]) -> bool:
+    """Whether a wandb run's config is the one optbench logs (its whole resolved config: a
+    ``study``, and ``optimizer`` and ``trainer`` sections): then its summary is optbench's."""
+    return "study" in config and isinstance(config.get("optimizer"), Mapping) and isinstance(config.get("trainer"), Mapping)
 
 
 def config_value(config: Mapping[str, Any], name: str, kind: str) -> Any:

@@ -37,9 +37,12 @@ _KINDS = {"task": "text", "optimizer": "text", "lr": "number", "batch_size": "in
 
 @dataclass
 class RawRun:
-    """One run before mapping. ``summary``: the run's summary (optbench's summary.json, or the
-    wandb summary; empty if none); ``status``: the source's own word for it, used when the
-    summary has none; ``history``: one row per logged row, a column per numeric key;
+    """One run before mapping. ``summary``: returns the run's summary (optbench's summary.json,
+    or the wandb summary; empty if none), read only when asked for (replaying a wandb run's
+    summary updates costs as much as its history, and a foreign run's summary is needed only
+    where a map names a key of it); ``ours``: the summary, if any, is optbench's (a store run,
+    or a wandb run whose config optbench logged); ``status``: the source's own word for the run,
+    used when the summary has none; ``history``: one row per logged row, a column per numeric key;
     ``last_per_step``: a value logged again at a step replaces the earlier one (a resumed wandb
     run logs the rows after its checkpoint twice); ``layers``: the layer rows, given each
     history row's step (None where the run has no step key)."""
@@ -50,7 +53,8 @@ class RawRun:
     run_id: str
     identity: Identity
     config: dict[str, Any]
-    summary: dict[str, Any]
+    summary: Callable[[], dict[str, Any]]
+    ours: bool
     status: str
     history: pa.Table
     layers: Callable[[Optional[np.ndarray]], pa.Table]
@@ -78,10 +82,10 @@ class _Fields:
 
     def value(self, name: str) -> Any:
         number, source = self.chosen[name]
-        value = resolve(source, self.raw.config, lambda: self.raw.summary)
+        value = resolve(source, self.raw.config, self.raw.summary)
         if value is MISSING:
             self._miss(number, name, source.where, source.key,
-                       self.raw.config if source.where == "config" else self.raw.summary)
+                       self.raw.config if source.where == "config" else self.raw.summary())
             return None
         return convert(value, _KINDS[name])
 
@@ -108,7 +112,8 @@ def run_data(raw: RawRun, run_map: Optional[RunMap] = None) -> RunData:
     the row carries the map's report for ``run_map.check`` under ``_map``."""
     fields = _Fields(raw, run_map)
     config = raw.config
-    ours = raw.summary if raw.summary.get("status") is not None else {}  # optbench's summary
+    ours = raw.summary() if raw.ours else {}
+    ours = ours if ours.get("status") is not None else {}  # optbench's summary: the run finished
     batch, lr = ours.get("effective_batch_size"), ours.get("lr")
     if batch is None or lr is None:
         scaled = C.optbench_batch_and_lr(config)

@@ -74,8 +74,8 @@ def read_store_run(root: Path, run_map: Optional[RunMap] = None) -> RunData:
     study, run_id, path = store.study, store.run_id, str(root)
     history = read(lambda: _jsonl(store, "metrics.jsonl"), "metrics.jsonl", None)
     layers = layers_table(read(lambda: _jsonl(store, "layers.jsonl"), "layers.jsonl", None), study, run_id, path)
-    raw = RawRun("store", path, study, run_id, Identity(group=study, name=run_id), config, summary or {}, INCOMPLETE,
-                 history if history is not None else pa.table({}), lambda steps: layers, skipped)
+    raw = RawRun("store", path, study, run_id, Identity(group=study, name=run_id), config, lambda: summary or {}, True,
+                 INCOMPLETE, history if history is not None else pa.table({}), lambda steps: layers, skipped)
     return run_data(raw, run_map)
 
 

@@ -58,7 +58,7 @@ def read_api_run(spec: str, run: Any, run_map: Optional[RunMap] = None) -> RunDa
         f"wandb:{entity}/{project}/{run.id}",
         identity=Identity(project=project, group=run.group or None, name=run.name or run.id,
                           tags=tuple(getattr(run, "tags", None) or ())),
-        config=dict(run.config), summary=dict(run.summary_metrics), history=history.table(),
+        config=dict(run.config), summary=lambda: dict(run.summary_metrics), history=history.table(),
         layer_tables=history.objects(LAYER_TABLE_KEY), status=_STATES.get(run.state, INCOMPLETE),
     )
     return run_data(raw, run_map)

@@ -10,11 +10,13 @@ map as the map and the conventions say (``analysis.sources.raw_run``): study fro
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Optional
 
 import numpy as np
 import pyarrow as pa
 
+from analysis.conventions import written_by_optbench
 from analysis.run_map import Identity
 from analysis.sources.raw_run import RawRun
 from analysis.sources.run_data import layers_table, table_from_rows
@@ -24,16 +26,22 @@ __all__ = ["wandb_raw_run", "LAYER_TABLE_KEY"]
 LAYER_TABLE_KEY = "layers/stats"  # the wandb table optbench logs its per-layer statistics in
 
 
-def wandb_raw_run(path: str, *, identity: Identity, config: dict[str, Any], summary: dict[str, Any],
+def wandb_raw_run(path: str, *, identity: Identity, config: dict[str, Any], summary: Callable[[], dict[str, Any]],
                   history: pa.Table, layer_tables: list[tuple[int, Any]], status: str,
                   read_table: Optional[Callable[[str], Optional[dict[str, Any]]]] = None) -> RawRun:
-    """One wandb run as ``RawRun``: ``history`` as ``History.table`` gives it, ``layer_tables``
-    the (row, table reference) of its ``LAYER_TABLE_KEY`` values; ``read_table(path)`` returns a
-    logged table's JSON (``{"columns", "data"}``) where the table files are at hand."""
+    """One wandb run as ``RawRun``: ``summary`` returns its summary (called once at most, and
+    only when needed), ``history`` as ``History.table`` gives it, ``layer_tables`` the (row,
+    table reference) of its ``LAYER_TABLE_KEY`` values; ``read_table(path)`` returns a logged
+    table's JSON (``{"columns", "data"}``) where the table files are at hand."""
     config = {k: v for k, v in config.items() if not k.startswith("_")}
-    summary = {k: v for k, v in summary.items() if not k.startswith("_")}
+    ours = written_by_optbench(config)
+
+    @lru_cache(maxsize=1)
+    def own_summary() -> dict[str, Any]:
+        return {k: v for k, v in summary().items() if not k.startswith("_")}
+
     study = str(config.get("study") or identity.group or identity.project)
-    run_id = str(summary.get("run_id") or identity.name)
+    run_id = str((own_summary().get("run_id") if ours else None) or identity.name)
     tables = layer_tables if read_table is not None else []
 
     def layers(steps: Optional[np.ndarray]) -> pa.Table:
@@ -46,5 +54,5 @@ def wandb_raw_run(path: str, *, identity: Identity, config: dict[str, Any], summ
                      for values in content.get("data", [])]
         return layers_table(table_from_rows(rows) if rows else None, study, run_id, path)
 
-    return RawRun("wandb", path, study, run_id, identity, config, summary, status, history, layers,
+    return RawRun("wandb", path, study, run_id, identity, config, own_summary, ours, status, history, layers,
                   last_per_step=True)
