@@ -70,8 +70,8 @@ def chunks(path: Path) -> tuple[list[bytes], list[int]]:
                 continue
             chunk = pending
         append(chunk)
-        # the number's varint is 1 or 2 bytes below record 16384; _tag reads any other
-        tag(chunk[2] if chunk[0] == 0x08 and chunk[1] < 0x80 and len(chunk) > 2 else _tag(chunk))
+        # a number below 128 is one byte; _tag reads any other
+        tag(chunk[2] if len(chunk) > 2 and chunk[0] == 0x08 and chunk[1] < 0x80 else _tag(chunk))
     return out, tags
 
 

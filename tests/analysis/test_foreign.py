@@ -241,6 +241,12 @@ def test_a_malformed_map_is_one_line(data, message):
     assert str(error.value) == message
 
 
+def test_the_docs_show_the_example_map_as_it_is():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    block = page.split("<!-- lightning-map:begin -->\n```yaml\n")[1].split("```\n<!-- lightning-map:end -->")[0]
+    assert block == EXAMPLE.read_text()
+
+
 def test_a_missing_or_unparsable_map_file_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=f"^no such map file: {tmp_path / 'nope.yaml'}$"):
         read_map(tmp_path / "nope.yaml")
