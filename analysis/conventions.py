@@ -38,6 +38,7 @@ CONFIG_NAMES: dict[str, tuple[str, ...]] = {
     "batch_size": ("batch_size", "train_batch_size"),
     "seed": ("seed",),
     "max_steps": ("trainer.max_steps", "max_steps"),
+    "weight_decay": ("optimizer.weight_decay", "weight_decay"),
 }
 STEP_KEYS = ("step", "trainer/global_step", "global_step")  # history keys counting optimizer steps
 WALL_TIME_KEYS = ("wall_time", "_runtime")  # history keys of training seconds

@@ -254,7 +254,7 @@ _KIND_WORDS = {"text": "a name", "number": "a number", "integer": "a whole numbe
 def convert(value: Any, kind: str) -> Any:
     """``value`` as a field of ``kind`` (text, number, integer, boolean) takes it, or None when it
     cannot be one (a run's value that is none is as good as absent)."""
-    if value is None or isinstance(value, (dict, list)):
+    if value is None or value is MISSING or isinstance(value, (dict, list)):
         return None
     if kind == "text":
         return str(value)

@@ -28,9 +28,9 @@ from analysis.sources.run_data import RunData, metrics_long
 from analysis.unfinished import curve_results, metric_of
 from experiments.dotted_keys import flatten
 
-__all__ = ["RawRun", "run_data", "LEFT_OUT_AT_READ"]
+__all__ = ["RawRun", "run_data"]
 
-LEFT_OUT_AT_READ = ("task", "optimizer", "batch_size", "lr", "step")  # fields known missing when a run is read
+_CELL = (F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR)  # what a comparison groups runs by: a run lacking one is left out
 _KINDS = {"task": "text", "optimizer": "text", "lr": "number", "batch_size": "integer", "seed": "integer",
           "max_steps": "integer", "metric.higher_is_better": "boolean", "metric.target": "number"}
 
@@ -127,7 +127,7 @@ def run_data(raw: RawRun, run_map: Optional[RunMap] = None) -> RunData:
                                  lambda: C.config_value(config, "optimizer", "text")),
         F.BATCH_SIZE: fields.pick("batch_size", batch, lambda: C.config_value(config, "batch_size", "integer")),
         F.LR: fields.pick("lr", lr, lambda: C.config_value(config, "lr", "number")),
-        F.WEIGHT_DECAY: convert(_at(config, "optimizer.weight_decay"), "number"),
+        F.WEIGHT_DECAY: C.config_value(config, "weight_decay", "number"),
         F.SEED: fields.pick("seed", ours.get("seed"), lambda: C.config_value(config, "seed", "integer")),
         F.STATUS: ours.get("status", raw.status), F.ERROR: ours.get("error"),
         F.METRIC: ours.get("metric"), F.HIGHER_IS_BETTER: ours.get("higher_is_better"), F.TARGET: ours.get("target"),
@@ -148,9 +148,7 @@ def run_data(raw: RawRun, run_map: Optional[RunMap] = None) -> RunData:
                            wall_time=wall_key, skip=C.CONTEXT_KEYS, last_per_step=raw.last_per_step)
     if any(fields.given(name) for name in ("metric.key", "metric.higher_is_better", "metric.target")):
         row.update(_mapped_metric(fields, ours, metrics))
-    lacking = [name for name in LEFT_OUT_AT_READ if name != "step" and _absent(row[name])]
-    if step_key is None and raw.history.num_rows:
-        lacking.append("step")
+    lacking = [name for name in _CELL if _absent(row[name])] + (["step"] if step_key is None and len(raw.history) else [])
     row[F.LEFT_OUT] = " ".join(lacking) or None
     if run_map is not None:
         row["_map"] = fields.report.to_json()
@@ -160,12 +158,6 @@ def run_data(raw: RawRun, run_map: Optional[RunMap] = None) -> RunData:
 
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _at(config: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
 
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
