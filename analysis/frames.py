@@ -11,7 +11,8 @@ column                         meaning
 source                         ``store`` or ``wandb``
 path                           the run directory, the wandb run folder, or ``wandb:ENTITY/PROJECT/ID``
 study, run_id                  the run store's names (wandb: the config's ``study``, else the group,
-                               else the project; and the summary's ``run_id``, else the run's name)
+                               else the project; and, for a run optbench logged, its summary's
+                               ``run_id``, else the run's name)
 task, size, optimizer          from the map, else the summary, else the config (a wandb run without
                                a task: its project); ``analysis.conventions`` lists the names read
 batch_size                     effective batch size (batch × accumulation × devices), int

@@ -381,7 +381,7 @@ def foreign_runs_help() -> str:
         f"({', '.join(MATCH_KEYS)}: globs; no match: every run); each field is a constant, {{config: KEY}} or "
         "{summary: KEY} (KEY dotted or flat), with an optional default; step, wall_time and metric.key name "
         "history keys; a later block overrides an earlier one. The map applies to optbench's own runs too "
-        f"(task: renames a task). For Lightning's WandbLogger ({EXAMPLE.name} in optbench's analysis/maps/):",
+        f"(task: renames a task). For Lightning's WandbLogger, this one (to copy and edit: {EXAMPLE}):",
     ]
     text = "\n\n".join(textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ") for p in paragraphs)
     example = textwrap.indent(EXAMPLE.read_text(), "    ")

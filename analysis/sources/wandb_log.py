@@ -70,8 +70,11 @@ def chunks(path: Path) -> tuple[list[bytes], list[int]]:
                 continue
             chunk = pending
         append(chunk)
-        # a number below 128 is one byte; _tag reads any other
-        tag(chunk[2] if len(chunk) > 2 and chunk[0] == 0x08 and chunk[1] < 0x80 else _tag(chunk))
+        # a number below 2**14 is one or two bytes (a varint); _tag reads any other
+        if len(chunk) > 3 and chunk[0] == 0x08:
+            tag(chunk[2] if chunk[1] < 0x80 else chunk[3] if chunk[2] < 0x80 else _tag(chunk))
+        else:
+            tag(_tag(chunk))
     return out, tags
 
 
