@@ -118,8 +118,8 @@ def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
     return plans
 
 
-# What each figure needs of a run besides its task and optimizer (by figure name's first word), so
-# that a figure not drawn names the field the runs left out lack, the cause, beside its consequence.
+# What each figure needs of a run (by the first word of the figure's name), so that a figure not
+# drawn names the fields the runs left out lack, the cause, beside its consequence.
 _NEEDS = {"convergence": ("task", "optimizer", "step", "metric", "metric.higher_is_better"),
           "targets": ("task", "optimizer", "step", "metric"), "memory": (),
           "stability": ("task", "optimizer", "lr", "metric"),
@@ -178,7 +178,7 @@ def _overview(c: Comparison, sources: list[str], left_out: pd.DataFrame) -> dict
              + (f", target {c.targets.loc[c.targets[F.TASK] == t, F.TARGET].iloc[0]:g}" if (c.targets[F.TASK] == t).any() else "")
              + ")" for t in sorted(runs[F.TASK].dropna().unique())]
     return {"sources": sources, "n_runs": len(runs) + len(left_out), "n_left_out": len(left_out),
-            "statuses": pd.concat([runs, left_out])[F.STATUS].value_counts().to_dict(),
+            "statuses": pd.concat([runs[F.STATUS], left_out[F.STATUS]]).value_counts().to_dict(),
             "studies": values(F.STUDY), "tasks": tasks, "optimizers": values(F.OPTIMIZER),
             "batch_sizes": values(F.BATCH_SIZE), "lrs": values(F.LR), "seeds": values(F.SEED)}
 

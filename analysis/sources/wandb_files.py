@@ -17,9 +17,10 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -36,7 +37,7 @@ __all__ = ["find_wandb_runs", "read_wandb_run", "wandb_run_key", "is_live", "is_
 
 _FOLDER = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-(.+)$")
 LIVE_SECONDS = 60  # an offline run whose file changed this recently, without an exit record, runs
-_NEVER_READ = frozenset((field << 3) | 2 for field in (4, 6, 7, 8, 9, 10, 11, 12, 13))  # output, files, stats, ...
+_NEVER_READ = frozenset((number << 3) | 2 for number in (4, 6, 7, 8, 9, 10, 11, 12, 13))  # output, files, stats, ...
 
 
 def is_wandb_dir(path: Path) -> bool:
@@ -140,13 +141,13 @@ def _merged() -> tuple[Any, bytes]:
 
     proto = descriptor_pb2.FileDescriptorProto(name="optbench_wandb_history.proto", package="optbench",
                                                syntax="proto3")
-    field = descriptor_pb2.FieldDescriptorProto
+    kinds = descriptor_pb2.FieldDescriptorProto
     items = proto.message_type.add(name="Items")
     for name, number in (("key", 1), ("nested_key", 2), ("value_json", 16)):
-        items.field.add(name=name, number=number, type=field.TYPE_STRING, label=field.LABEL_REPEATED)
+        items.field.add(name=name, number=number, type=kinds.TYPE_STRING, label=kinds.LABEL_REPEATED)
     for name, inner, number in (("History", "Items", 1), ("Records", "History", 2)):
-        proto.message_type.add(name=name).field.add(name="inner", number=number, type=field.TYPE_MESSAGE,
-                                                    type_name=f".optbench.{inner}", label=field.LABEL_OPTIONAL)
+        proto.message_type.add(name=name).field.add(name="inner", number=number, type=kinds.TYPE_MESSAGE,
+                                                    type_name=f".optbench.{inner}", label=kinds.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     records = message_factory.GetMessageClass(pool.FindMessageTypeByName("optbench.Records"))
@@ -194,6 +195,37 @@ def _history(records: list[bytes]) -> History:
     return history
 
 
+@dataclass
+class _Attempt:
+    """What one .wandb file says: its serialized history and summary records, in order, and its
+    run, config and exit records, parsed."""
+
+    histories: list[bytes] = field(default_factory=list)
+    summaries: list[bytes] = field(default_factory=list)
+    others: list[Any] = field(default_factory=list)
+
+
+def _read_attempt(path: Path) -> _Attempt:
+    """The records of one .wandb file that a run's reading needs; raises for a damaged file."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    attempt = _Attempt()
+    found, tags = chunks(path)
+    for chunk, tag in zip(found, tags):
+        if tag == HISTORY:
+            attempt.histories.append(chunk)
+        elif tag == SUMMARY:
+            attempt.summaries.append(chunk)
+        elif tag not in _NEVER_READ:  # written with its fields in another order, or a run, config, exit record
+            record = pb.Record.FromString(chunk)
+            kind = record.WhichOneof("record_type")
+            if kind in ("history", "summary"):
+                (attempt.histories if kind == "history" else attempt.summaries).append(chunk)
+            elif kind in ("run", "config", "exit"):
+                attempt.others.append(record)
+    return attempt
+
+
 def read_wandb_run(folders: list[Path], run_map: Optional[RunMap] = None) -> RunData:
     """The attempts of one wandb run (its folders, oldest first) → ``RunData`` (``run_map``: see
     ``analysis.sources.raw_run``). A file that cannot be read is left out with one warning
@@ -209,32 +241,25 @@ def read_wandb_run(folders: list[Path], run_map: Optional[RunMap] = None) -> Run
     for folder in folders:
         path = _wandb_file(folder)
         try:
-            found, tags = chunks(path)
-            for chunk, tag in zip(found, tags):
-                if tag == HISTORY:
-                    histories.append(chunk)
-                elif tag == SUMMARY:
-                    summaries.append(chunk)
-                elif tag not in _NEVER_READ:
-                    record = pb.Record.FromString(chunk)
-                    kind = record.WhichOneof("record_type")
-                    if kind == "history":
-                        histories.append(chunk)
-                    elif kind == "summary":
-                        summaries.append(chunk)
-                    elif kind == "run":
-                        run = record.run
-                        identity = Identity(project=run.project, group=run.run_group or None,
-                                            name=run.display_name or run.run_id, tags=tuple(run.tags))
-                        for item in run.config.update:
-                            _assign(config, item, _item_value(item))
-                    elif kind == "config":
-                        _apply(config, record.config)
-                    elif kind == "exit":
-                        exit_code = record.exit.exit_code
+            attempt = _read_attempt(path)
         except (OSError, ValueError, IndexError, DecodeError) as error:  # WandbFileError, a record that is not one
             skip(f"skipping {path}: {str(error).removeprefix(f'{path}: ')}")
             skipped = True
+            continue
+        histories += attempt.histories
+        summaries += attempt.summaries
+        for record in attempt.others:
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run = record.run
+                identity = Identity(project=run.project, group=run.run_group or None,
+                                    name=run.display_name or run.run_id, tags=tuple(run.tags))
+                for item in run.config.update:
+                    _assign(config, item, _item_value(item))
+            elif kind == "config":
+                _apply(config, record.config)
+            else:
+                exit_code = record.exit.exit_code
     try:
         history = _history(histories)
         table, layer_tables = history.table(), history.objects(LAYER_TABLE_KEY)
