@@ -183,7 +183,8 @@ class LARC(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            buffers = [buffer for p in params if (buffer := self.state.get(p, {}).get("momentum_buffer")) is not None]
+            states = [self.state.get(p, {}) for p in params]  # .get: asking makes no state
+            buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
             path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
                                   foreach=group.get("foreach"), warn=False)
             if path != "triton" or group.get("maximize") or group.get("differentiable"):

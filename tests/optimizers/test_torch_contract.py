@@ -941,7 +941,7 @@ def test_optimizer_can_be_printed(optim_info, dtype, tc):
 
 
 @pytest.mark.parametrize("is_named_optim0, is_named_optim1", NAMED_PAIRS)
-@optims(ALL)
+@optims(NATIVE)
 def test_state_dict_deterministic(optim_info, dtype, is_named_optim0, is_named_optim1, tc):
     optim_cls = optim_info.optim_cls
 
