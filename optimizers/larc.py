@@ -158,7 +158,7 @@ class LARC(Optimizer):
             group_sq_norms, group_scales = larc_grad_scales(
                 params,
                 [p.grad for p in params],
-                lr=scalar_lr(group["lr"]),
+                lr=group["lr"],
                 eta=group["larc_eta"],
                 mode=group["larc_mode"],
                 eps=group["larc_eps"],
@@ -245,9 +245,11 @@ def larc_grad_scales(
     """Squared gradient norms and LARC factors ``s`` of tensors on one device (0-dim each, float32,
     or float64 for float64 tensors).
 
-    The per-tensor norms are stacked so that the factors cost a handful of kernels, not a handful
+    ``lr`` may be a 1-element tensor of any shape. The per-tensor norms are stacked so that the
+    factors cost a handful of kernels, not a handful
     per tensor.
     """
+    lr = scalar_lr(lr)  # a [1] or [1, 1] tensor rate divides like a float
     grad_norms = stacked_norms(grads)
     if adapt:
         weight_norms = stacked_norms(params)
