@@ -246,8 +246,7 @@ def larc_grad_scales(
     or float64 for float64 tensors).
 
     ``lr`` may be a 1-element tensor of any shape. The per-tensor norms are stacked so that the
-    factors cost a handful of kernels, not a handful
-    per tensor.
+    factors cost a handful of kernels, not a handful per tensor.
     """
     lr = scalar_lr(lr)  # a [1] or [1, 1] tensor rate divides like a float
     grad_norms = stacked_norms(grads)
