@@ -309,6 +309,27 @@ def test_the_map_applies_to_an_online_project(tmp_path):
     assert frames.metrics[F.STEP].tolist()[:3] == [50, 100, 150]
 
 
+
+def test_the_metric_direction_and_target_may_come_from_each_run(tmp_path):
+    """``metric.higher_is_better`` and ``metric.target`` from the config, the target with a
+    default for the run without it: best, final and steps-to-target follow each run's own."""
+    rows = [{"trainer/global_step": s, "_step": i, "_runtime": 1.0 + i, "val_acc": v}
+            for i, (s, v) in enumerate([(50, 0.4), (100, 0.8), (150, 0.7)])]
+    configs = [{"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "maximize": True, "goal": 0.75},
+               {"optimizer": "sgd", "lr": 0.2, "batch_size": 32, "maximize": False}]
+    runs = [StubRun(id=f"id{n}", name=f"run-{n}", group=None, project="p", tags=[], state="finished", config=config,
+                    summary_metrics={}, rows=rows, heartbeatAt="t", historyLineCount=3)
+            for n, config in enumerate(configs)]
+    run_map = parse_map([{"metric": {"key": "val_acc", "higher_is_better": {"config": "maximize"},
+                                     "target": {"config": "goal", "default": 0.5}}}])
+    got = load(["wandb:me/p"], cache_dir=None, api=StubApi(runs), run_map=run_map).runs.set_index(F.RUN_ID)
+    assert got[F.LEFT_OUT].isna().all()
+    assert got.loc["run-0", [F.HIGHER_IS_BETTER, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET]].tolist() == [
+        True, 0.75, 0.8, 0.7, 100]
+    assert got.loc["run-1", [F.HIGHER_IS_BETTER, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET]].tolist() == [
+        False, 0.5, 0.4, 0.7, 50]
+
+
 @pytest.mark.parametrize("steps, explicit", [
     ([0, 1, 2, 3], False),  # the log-call counter (or every step from 0 once: ambiguous, so not)
     ([0, 5, 10], True),

@@ -59,7 +59,7 @@ def test_generated_store_is_what_the_store_reads(tmp_path):
 def test_generated_foreign_runs_read_with_the_map_as_generated(tmp_path):
     """generate_foreign writes .wandb files that the loader reads, with the benchmark's map, as
     finished comparable runs: the flat hyper-parameters (a key optbench does not know kept as a
-    config column), trainer/global_step as the step, _runtime as the wall time, a train row per
+    config column), trainer/global_step as the step, _runtime as the wall time, epoch, a train row per
     logged step and a validation row every 50, best and final from those rows."""
     generate_foreign(tmp_path, runs=5, steps=100)
     frames = load([tmp_path / "wandb"], cache_dir=None, run_map=parse_map(FOREIGN_MAP))
@@ -79,3 +79,4 @@ def test_generated_foreign_runs_read_with_the_map_as_generated(tmp_path):
         assert loss[F.STEP].tolist() == list(range(10, 1001, 10)) and acc[F.STEP].tolist() == [500, 1000]
         assert (run[F.BEST], run[F.FINAL]) == (acc[F.VALUE].max(), acc[F.VALUE].iloc[-1])
         assert loss[F.WALL_TIME].tolist() == [step * 0.01 for step in loss[F.STEP]]
+        assert loss[F.EPOCH].tolist() == [step // 1000 for step in loss[F.STEP]]
