@@ -59,8 +59,8 @@ def test_generated_store_is_what_the_store_reads(tmp_path):
 def test_generated_foreign_runs_read_with_the_map_as_generated(tmp_path):
     """generate_foreign writes .wandb files that the loader reads, with the benchmark's map, as
     finished comparable runs: the flat hyper-parameters (a key optbench does not know kept as a
-    config column), trainer/global_step as the step, _runtime as the wall time, epoch, a train row per
-    logged step and a validation row every 50, best and final from those rows."""
+    config column), trainer/global_step as the step, _runtime as the wall time, epoch, a train
+    row per logged step and a validation row every 50, best and final from those rows."""
     generate_foreign(tmp_path, runs=5, steps=100)
     frames = load([tmp_path / "wandb"], cache_dir=None, run_map=parse_map(FOREIGN_MAP))
     runs = frames.runs.set_index(F.RUN_ID).sort_index()
