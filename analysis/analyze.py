@@ -33,7 +33,7 @@ def analyze(sources: Sequence[str | Path], out: str | Path, *, cache_dir: Option
     """
     names = [str(source) for source in sources]
     parsed = read_map(run_map) if run_map is not None else None
-    frames = load(names, (cache_dir or default_cache_dir()) if cache else None, run_map=parsed)
+    frames = load(names, (cache_dir or default_cache_dir()) if cache else None, run_map=parsed, report_rows=True)
     if len(frames.runs) and frames.runs[F.LEFT_OUT].notna().all():
         raise ValueError(none_usable_message(frames.runs))
     page = write_report(frames, out, names)

@@ -1,9 +1,12 @@
 """The parquet cache of one source's runs, so that a second load reads only what changed.
 
 ``<cache_dir>/<hash of the source>/``: ``metrics.parquet`` and ``layers.parquet`` (every cached
-run's rows, with their ``path``) and ``runs.json`` (per run: its key, the sizes and mtimes of its
-files (or, online, wandb's state and history length), and its runs-frame row), written last and
-atomically: rows in the parquet files of a run whose key is not in runs.json are never used.
+run's rows, with their ``path``), ``report_metrics.parquet`` and ``report_layers.parquet`` (the
+few of those rows the report reads: ``analysis.load``'s ``report_rows``, so that ``optbench
+analyze`` reads megabytes, not the whole history) and ``runs.json`` (per run: its key, the
+sizes and mtimes of its files (or, online, wandb's state and history length), and its
+runs-frame row), written last and atomically: rows in the parquet files of a run whose key is
+not in runs.json are never used.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,9 +24,12 @@ import pyarrow.parquet as pq
 
 from analysis.sources.run_data import LAYERS_SCHEMA, METRICS_SCHEMA
 
-__all__ = ["Cache", "CachedRuns", "default_cache_dir"]
+__all__ = ["Cache", "CachedRuns", "default_cache_dir", "TABLES", "ALL_ROWS", "REPORT_ROWS"]
 
-VERSION = 3  # of the cache's layout and of the rows it holds: another version is ignored
+VERSION = 4  # of the cache's layout and of the rows it holds: another version is ignored
+TABLES = {"metrics": METRICS_SCHEMA, "layers": LAYERS_SCHEMA,
+          "report_metrics": METRICS_SCHEMA, "report_layers": LAYERS_SCHEMA}
+ALL_ROWS, REPORT_ROWS = ("metrics", "layers"), ("report_metrics", "report_layers")
 
 
 def default_cache_dir() -> Path:
@@ -35,11 +41,11 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class CachedRuns:
-    """A source's cached runs: ``entries`` maps a run's path to ``{"key", "row"}``."""
+    """A source's cached runs: ``entries`` maps a run's path to ``{"key", "row"}``; ``tables``
+    holds those of ``TABLES`` that were read (each a table of every cached run's rows)."""
 
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: pa.Table = field(default_factory=METRICS_SCHEMA.empty_table)
-    layers: pa.Table = field(default_factory=LAYERS_SCHEMA.empty_table)
+    tables: dict[str, pa.Table] = field(default_factory=lambda: {n: s.empty_table() for n, s in TABLES.items()})
 
     def only(self, paths: list[str]) -> "CachedRuns":
         """The cached runs among ``paths`` (all of them without a copy when nothing else is cached)."""
@@ -47,8 +53,8 @@ class CachedRuns:
             return self
         keep = pa.array(paths, pa.string())
         return CachedRuns({p: self.entries[p] for p in paths},
-                          *(t.filter(pc.is_in(pc.cast(t["path"], pa.string()), value_set=keep))
-                            for t in (self.metrics, self.layers)))
+                          {name: t.filter(pc.is_in(pc.cast(t["path"], pa.string()), value_set=keep))
+                           for name, t in self.tables.items()})
 
 
 class Cache:
@@ -58,27 +64,38 @@ class Cache:
         digest = hashlib.sha1(source.encode()).hexdigest()[:16]
         self.root = Path(cache_dir) / digest if cache_dir is not None else None
 
-    def read(self) -> CachedRuns:
-        """What is cached; nothing when there is no cache or it cannot be read."""
-        if self.root is None or not (self.root / "runs.json").is_file():
-            return CachedRuns()
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The cached runs' keys and rows (runs.json); none when there is no cache or it cannot
+        be read."""
+        if self.root is None:
+            return {}
         try:
             manifest = json.loads((self.root / "runs.json").read_text())
-            if manifest.get("version") != VERSION:
-                return CachedRuns()
-            tables = [pq.read_table(self.root / f"{name}.parquet", schema=schema)
-                      for name, schema in (("metrics", METRICS_SCHEMA), ("layers", LAYERS_SCHEMA))]
+        except (OSError, ValueError):
+            return {}
+        return manifest["runs"] if isinstance(manifest, dict) and manifest.get("version") == VERSION else {}
+
+    def read(self, entries: dict[str, dict[str, Any]], names: Iterable[str] = tuple(TABLES)) -> CachedRuns:
+        """The cached runs ``entries`` (from ``entries()``) with the tables ``names``; nothing
+        when a table cannot be read (a cache is never a reason to fail: the runs are read again)."""
+        if not entries:
+            return CachedRuns()
+        try:
+            tables = {name: pq.read_table(self.root / f"{name}.parquet", schema=TABLES[name]) for name in names}
         except (OSError, ValueError, pa.ArrowException):
-            return CachedRuns()  # a cache is never a reason to fail: read the runs again
-        return CachedRuns(manifest["runs"], *tables)
+            return CachedRuns()
+        return CachedRuns(entries, tables)
 
     def write(self, runs: CachedRuns) -> None:
+        """Write every table of ``TABLES`` (``runs`` holds them all), then runs.json."""
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        for name, table in (("metrics", runs.metrics), ("layers", runs.layers)):
+        for name in TABLES:
             tmp = self.root / f".{name}.parquet.tmp"
-            pq.write_table(table, tmp, compression="lz4")
+            # One chunk, one dictionary per column: a table of a thousand runs' pieces otherwise
+            # writes and reads back as thousands of small pages.
+            pq.write_table(runs.tables[name].unify_dictionaries().combine_chunks(), tmp, compression="lz4")
             os.replace(tmp, self.root / f"{name}.parquet")
         tmp = self.root / ".runs.json.tmp"
         tmp.write_text(json.dumps({"version": VERSION, "runs": runs.entries}))

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from analysis.cache import Cache, CachedRuns, default_cache_dir
+from analysis import frames as F
+from analysis.cache import ALL_ROWS, REPORT_ROWS, TABLES, Cache, CachedRuns, default_cache_dir
 from analysis.frames import Frames, typed_runs
 from analysis.left_out import mark_metrics
 from analysis.run_map import MapReport, RunMap, check
@@ -78,43 +80,63 @@ def _resolve(spec: str, api: Optional[Any], run_map: Optional[RunMap]) -> _Sourc
                    wandb_files.is_live)
 
 
-def _read_source(source: _Source, cache: Cache, workers: int) -> tuple[list[dict], pa.Table, pa.Table]:
-    cached = cache.read()
-    fresh = [u for u in source.units if cached.entries.get(u.path, {}).get("key") != u.key]
+def _report_part(data: RunData) -> tuple[pa.Table, pa.Table]:
+    """The rows of ``data`` that the report reads: the metrics rows of the run's own metric
+    (all of them while its metric is unknown: ``complete_unfinished`` picks it from them), and
+    the layer rows with a trust ratio (``analysis.layer_stats``)."""
+    metric, metrics, layers = data.row.get(F.METRIC), data.metrics, data.layers
+    if isinstance(metric, str):
+        metrics = metrics.filter(pc.equal(pc.cast(metrics["metric"], pa.string()), metric))
+    return metrics, layers.filter(pc.invert(pc.is_nan(layers["trust_ratio"])))
+
+
+def _read_source(source: _Source, cache: Cache, workers: int, names: tuple[str, str]) -> tuple[list[dict], pa.Table, pa.Table]:
+    """The rows, metrics and layers (the cache's tables ``names``) of ``source``'s runs: the
+    cached ones from the cache, the others read (and the cache rewritten with them)."""
+    entries = cache.entries()
+    fresh = [u for u in source.units if entries.get(u.path, {}).get("key") != u.key]
+    changed = bool(fresh) or len(entries) != len(source.units)
+    cached = cache.read(entries, TABLES if changed else names)  # a rewrite needs every table
+    if entries and not cached.entries:  # the cache could not be read: read every run
+        fresh, changed = source.units, True
     fresh_paths = {u.path for u in fresh}
     kept = cached.only([u.path for u in source.units if u.path not in fresh_paths])
-    if not fresh and len(kept.entries) == len(cached.entries):
-        data: list[RunData] = []
-    else:
+    data: list[RunData] = []
+    if changed:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             data = list(pool.map(lambda unit: unit.read(), fresh))
         for unit, read in zip(fresh, data):
             read.key = unit.key
         good = [d for d in data if not d.skipped]
-        kept = CachedRuns(
-            {**kept.entries, **{d.row["path"]: {"key": d.key, "row": d.row} for d in good}},
-            pa.concat_tables([kept.metrics, *(d.metrics for d in good)]),
-            pa.concat_tables([kept.layers, *(d.layers for d in good)]),
-        )
+        parts = [(d.metrics, d.layers, *_report_part(d)) for d in good]
+        kept = CachedRuns({**kept.entries, **{d.row["path"]: {"key": d.key, "row": d.row} for d in good}},
+                          {name: pa.concat_tables([kept.tables[name], *(p[i] for p in parts)])
+                           for i, name in enumerate(TABLES)})
         cache.write(kept)
     bad = [d for d in data if d.skipped]
+    bad_parts = [(d.metrics, d.layers) if names == ALL_ROWS else _report_part(d) for d in bad]
     rows = [dict(kept.entries[u.path]["row"]) if u.path in kept.entries else None for u in source.units]
     rows = [r for r in rows if r is not None] + [d.row for d in bad]
     for row in rows:
         if row["status"] == "incomplete" and source.is_live(row["path"]):
             row["status"] = "running"
-    return (rows, pa.concat_tables([kept.metrics, *(d.metrics for d in bad)]),
-            pa.concat_tables([kept.layers, *(d.layers for d in bad)]))
+    return (rows, pa.concat_tables([kept.tables[names[0]], *(p[0] for p in bad_parts)]),
+            pa.concat_tables([kept.tables[names[1]], *(p[1] for p in bad_parts)]))
 
 
 def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api: Optional[Any] = None,
-         workers: Optional[int] = None, run_map: Optional[RunMap] = None) -> Frames:  # type: ignore[assignment]
+         workers: Optional[int] = None, run_map: Optional[RunMap] = None,
+         report_rows: bool = False) -> Frames:  # type: ignore[assignment]
     """Read ``sources`` into ``Frames(runs, metrics, layers)`` (schema: ``analysis.frames``).
 
     ``cache_dir``: where the parquet cache lives (default ``default_cache_dir()``; None: no
     cache). ``api``: the wandb public-API client for ``wandb:`` sources (default ``wandb.Api()``;
     see ``analysis.sources.wandb_api`` for what a stub needs). ``workers``: threads reading runs.
     ``run_map``: where the fields of runs optbench did not write are (``analysis.run_map.read_map``).
+    ``report_rows``: the metrics and layers frames hold only the rows the report reads (each
+    run's own validation metric, the layer rows with a trust ratio): a few percent of a long
+    history, and what ``optbench analyze`` loads (the cache keeps them apart, so that a cached
+    load reads no other).
     A file that cannot be read is left out with one ``SkippedFileWarning`` naming it. A source
     that is not there, or holds no runs, raises ``ValueError`` naming it, and so does a map that
     does not fit the runs (a block that matches none, a key none of its runs has).
@@ -127,7 +149,8 @@ def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api:
         source = _resolve(str(spec), api, run_map)
         if not source.units:
             raise ValueError(f"no runs in {spec}")
-        source_rows, source_metrics, source_layers = _read_source(source, Cache(cache_root, source.cache_id), workers)
+        source_rows, source_metrics, source_layers = _read_source(source, Cache(cache_root, source.cache_id), workers,
+                                                                  REPORT_ROWS if report_rows else ALL_ROWS)
         rows += source_rows
         metrics.append(source_metrics)
         layers.append(source_layers)

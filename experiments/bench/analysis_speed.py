@@ -5,7 +5,10 @@ Writes N runs × M logged steps through the run store (config.yaml, meta.json, s
 metrics.jsonl with a train row per logged step and a validation row every 50, layers.jsonl),
 then times: the naive read (one ``pd.read_json(lines=True)`` per metrics file, ``json`` per
 summary), a cold load (empty cache), a cached load, the comparisons, the tables and the
-figures. Goals: cold ≤ 2× naive, cached ≤ 0.5× naive and ≤ 10 s on 2 cores.
+figures, each in this process; then the whole ``optbench analyze`` command (a subprocess:
+imports, load, comparisons, tables, figures, index.html) with an empty cache and again with
+it. Goals: the load and the whole command cold ≤ 2× naive, cached ≤ 0.5× naive and ≤ 10 s on 2
+cores.
 
 Then writes N wandb runs as Lightning's WandbLogger logs them offline (flat hyper-parameters,
 ``trainer/global_step``, wandb's own keys and the summary updates wandb writes beside every row)
@@ -19,6 +22,8 @@ import json
 import math
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +39,7 @@ from analysis.run_map import parse_map
 from analysis.sources.wandb_log import write_records
 from experiments.store import COMPLETED, FORMAT_VERSION, RunStore, find_runs
 
-__all__ = ["generate", "generate_foreign", "time_analysis", "FOREIGN_MAP"]
+__all__ = ["generate", "generate_foreign", "time_analysis", "analyze_command", "FOREIGN_MAP"]
 
 T = TypeVar("T")
 OPTIMIZERS = ("novograd", "adamw", "sgd", "larc_sgd")
@@ -170,6 +175,11 @@ def time_analysis(runs: int, steps: int, root: Path | None = None,
         progress("figures")
         seconds, (figures, _) = _timed(write_figures, comparison, root / "report")
         rows.append(("figures (PNG and SVG)", seconds, f"{len(figures)} figures"))
+        for when, goal in (("cold", "<= 2"), ("cached", "<= 0.5")):
+            progress(f"optbench analyze, {when}")
+            seconds, _ = _timed(analyze_command, root / "store", root / "command-report", root / "command-cache")
+            rows.append((f"optbench analyze, {when} (a subprocess)", seconds,
+                         f"{seconds / naive_s:.2f}x naive (goal {goal})"))
         progress(f"generating {runs} foreign wandb runs")
         seconds, _ = _timed(generate_foreign, root / "foreign", runs, steps)
         rows.append(("generate foreign wandb runs", seconds, "as Lightning's WandbLogger logs them offline"))
@@ -187,6 +197,13 @@ def time_analysis(runs: int, steps: int, root: Path | None = None,
     finally:
         if not keep:
             shutil.rmtree(root)
+
+
+def analyze_command(source: Path, out: Path, cache_dir: Path) -> None:
+    """Run ``optbench analyze source --out out --cache-dir cache_dir`` as a user does: a new
+    Python process, whose imports count."""
+    subprocess.run([sys.executable, "-m", "experiments.cli", "analyze", str(source), "--out", str(out),
+                    "--cache-dir", str(cache_dir)], check=True, stdout=subprocess.DEVNULL)
 
 
 def _timed(function: Callable[..., T], *args: object, **kwargs: object) -> tuple[float, T]:

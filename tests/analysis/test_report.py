@@ -18,9 +18,11 @@ from rich.console import Console
 from analysis import frames as F
 from analysis.analyze import analyze
 from analysis.frames import Frames, typed_runs
+from analysis.load import load
 from analysis.report import write_report
 from experiments.cli import main
 from tests.analysis import synthetic
+from tests.analysis.support import write_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,6 +106,29 @@ def test_optbench_analyze_end_to_end(tmp_path):
     paper = (out / "tables" / "paper.md").read_text()
     assert paper.count("**") == 4  # one bold cell per task
     assert (out / "tables" / "paper.tex").read_text().count("{") > 0 and (out / "tables" / "paper.csv").is_file()
+
+
+@pytest.mark.slow  # four reports drawn
+def test_the_report_depends_on_neither_the_cache_nor_the_rows_it_skips(tmp_path):
+    """``analyze`` loads only the rows the report reads, from the cache when it can: its tables
+    and page, cold, cached and without a cache, equal those of the report of every row (a killed
+    run, whose metric is found from its rows after the load, among them)."""
+    store = tmp_path / "runs"
+    synthetic.write_store(store, synthetic.frames())
+    write_run(store, "sweep", "killed", val=[(10, 0.3), (20, 0.5)], losses=[(5, 2.0), (10, 1.5)])
+    console = Console(file=io.StringIO())
+    outs = [tmp_path / name for name in ("full", "no-cache", "cold", "cached")]
+    write_report(load([store], cache_dir=None), outs[0], [str(store)])
+    analyze([store], outs[1], cache=False, console=console)
+    for out in outs[2:]:
+        analyze([store], out, cache_dir=tmp_path / "cache", console=console)
+    tables = sorted(p.name for p in (outs[0] / "tables").iterdir())
+    assert "paper.md" in tables and "runs.csv" in tables
+    for out in outs[1:]:
+        assert sorted(p.name for p in (out / "tables").iterdir()) == tables
+        for name in tables:
+            assert (out / "tables" / name).read_text() == (outs[0] / "tables" / name).read_text(), (out, name)
+        assert (out / "index.html").read_text() == (outs[0] / "index.html").read_text(), out
 
 
 @pytest.mark.parametrize("name, message", [

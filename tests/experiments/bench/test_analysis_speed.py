@@ -17,12 +17,14 @@ from experiments.bench.commands import bench_analysis
 from experiments.store import COMPLETED, FORMAT_VERSION, RunStore, find_runs
 
 STAGES = ("generate the store", "naive read", "load, cold", "load, cached", "comparisons", "tables", "figures",
-          "generate foreign wandb runs", "load foreign runs with a map, cold", "load foreign runs with a map, cached")
+          "optbench analyze, cold", "optbench analyze, cached", "generate foreign wandb runs",
+          "load foreign runs with a map, cold", "load foreign runs with a map, cached")
 
 
 @pytest.mark.slow  # the figures stage alone takes seconds
 def test_bench_analysis_times_every_stage(tmp_path):
-    """A small store: every stage gets a row with its seconds, the load rows their ratio to the
+    """A small store: every stage gets a row with its seconds, the load rows and the whole
+    command's (a real ``optbench analyze`` subprocess, which writes its report) their ratio to the
     naive read, the foreign loads theirs to the store's; the directory given keeps the generated
     store, in the store's own layout, and the foreign runs beside it."""
     console = Console(file=io.StringIO(), width=200)
@@ -31,6 +33,9 @@ def test_bench_analysis_times_every_stage(tmp_path):
     for stage in STAGES:
         assert re.search(rf"│ {re.escape(stage)}[^│]*│\s+[0-9]+\.[0-9]+ │", out), (stage, out)
     assert re.search(r"load, cold.*[0-9.]+x naive \(goal <= 2\)", out)
+    assert re.search(r"optbench analyze, cold \(a subprocess\).*[0-9.]+x naive \(goal <= 2\)", out)
+    assert re.search(r"optbench analyze, cached \(a subprocess\).*[0-9.]+x naive \(goal <= 0.5\)", out)
+    assert (tmp_path / "command-report" / "index.html").is_file()
     assert re.search(r"with a map, cold.*[0-9.]+x the store's cold load \(goal <= 2\)", out)
     assert re.search(r"with a map, cached.*[0-9.]+x the store's cached load", out)
     assert len(rows) == len(STAGES) and all(row[0].startswith(stage) for row, stage in zip(rows, STAGES))
