@@ -17,8 +17,10 @@ applied as each run is read, and checked against all of them once they are.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,9 +55,13 @@ class _Unit:
 
 @dataclass
 class _Source:
+    """A source's runs; ``in_processes``: reading one holds the GIL (pure Python), so that many
+    are read in a pool of processes rather than threads."""
+
     cache_id: str
     units: list[_Unit]
     is_live: Callable[[str], bool]
+    in_processes: bool = False
 
 
 def _resolve(spec: str, api: Optional[Any], run_map: Optional[RunMap]) -> _Source:
@@ -77,7 +83,32 @@ def _resolve(spec: str, api: Optional[Any], run_map: Optional[RunMap]) -> _Sourc
     folders = wandb_files.find_wandb_runs(root)
     return _Source(f"wandb-files:{root}", [_Unit(str(f[0]), [wandb_files.wandb_run_key(f), digest],
                                                  partial(wandb_files.read_wandb_run, f, run_map)) for f in folders],
-                   wandb_files.is_live)
+                   wandb_files.is_live, in_processes=True)
+
+
+PROCESSES_FROM = 64  # runs to read, at least, before processes pay for their start
+
+
+def _read_units(units: list[_Unit], workers: int, in_processes: bool) -> list[RunData]:
+    """Each unit read, in order: by ``workers`` threads, or forked processes where reading holds
+    the GIL and there are enough runs (and fork exists); a process's warnings are warned here."""
+    if not in_processes or workers < 2 or len(units) < PROCESSES_FROM or "fork" not in mp.get_all_start_methods():
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda unit: unit.read(), units))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+        results = list(pool.map(_read_recording, [u.read for u in units], chunksize=max(1, len(units) // (8 * workers))))
+    for _, caught in results:
+        for message, category in caught:
+            warnings.warn(message, category, stacklevel=2)
+    return [data for data, _ in results]
+
+
+def _read_recording(read: Callable[[], RunData]) -> tuple[RunData, list[tuple[str, type[Warning]]]]:
+    """``read()`` and the warnings it gave (a process's warnings do not reach its parent)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = read()
+    return data, [(str(w.message), w.category) for w in caught]
 
 
 def _report_part(data: RunData) -> tuple[pa.Table, pa.Table]:
@@ -103,8 +134,7 @@ def _read_source(source: _Source, cache: Cache, workers: int, names: tuple[str, 
     kept = cached.only([u.path for u in source.units if u.path not in fresh_paths])
     data: list[RunData] = []
     if changed:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            data = list(pool.map(lambda unit: unit.read(), fresh))
+        data = _read_units(fresh, workers, source.in_processes)
         for unit, read in zip(fresh, data):
             read.key = unit.key
         good = [d for d in data if not d.skipped]
@@ -131,7 +161,8 @@ def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api:
 
     ``cache_dir``: where the parquet cache lives (default ``default_cache_dir()``; None: no
     cache). ``api``: the wandb public-API client for ``wandb:`` sources (default ``wandb.Api()``;
-    see ``analysis.sources.wandb_api`` for what a stub needs). ``workers``: threads reading runs.
+    see ``analysis.sources.wandb_api`` for what a stub needs). ``workers``: threads (processes,
+    for many runs of a wandb folder: reading .wandb files is pure Python) reading runs.
     ``run_map``: where the fields of runs optbench did not write are (``analysis.run_map.read_map``).
     ``report_rows``: the metrics and layers frames hold only the rows the report reads (each
     run's own validation metric, the layer rows with a trust ratio): a few percent of a long

@@ -190,3 +190,30 @@ def test_records_framed_as_wandb_frames_them(study, tmp_path):
     big = [bytes([n % 251]) * size for n, size in enumerate((10, 40_000, 5, 32_760, 70_000, 0, 3))]
     write_records(tmp_path / "big.wandb", big)
     assert chunks(tmp_path / "big.wandb")[0] == big
+
+
+def test_many_wandb_runs_read_in_processes_equal_those_read_in_threads(tmp_path, monkeypatch):
+    """Many runs of a wandb folder are read in forked processes (reading a .wandb file holds the
+    GIL): the frames equal a threaded read's, and a corrupt file's warning reaches the caller."""
+    import analysis.load
+    from analysis.run_map import parse_map
+    from analysis.sources.wandb_log import write_records
+    from experiments.bench.analysis_speed import FOREIGN_MAP, generate_foreign
+
+    generate_foreign(tmp_path, runs=6, steps=100)
+    broken = _folder(tmp_path, "broken")
+    write_records(broken / "run-broken.wandb", [b"\x08\x01\x12\x00"])
+    data = bytearray((broken / "run-broken.wandb").read_bytes())
+    data[-1] ^= 0xFF
+    (broken / "run-broken.wandb").write_bytes(bytes(data))
+    run_map = parse_map(FOREIGN_MAP)
+    threads = load([tmp_path / "wandb"], cache_dir=None, workers=1, run_map=run_map)
+    monkeypatch.setattr(analysis.load, "PROCESSES_FROM", 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        processes = load([tmp_path / "wandb"], cache_dir=None, workers=2, run_map=run_map)
+    skipped = [w for w in caught if issubclass(w.category, SkippedFileWarning)]
+    assert len(skipped) == 1 and "run-broken.wandb" in str(skipped[0].message)
+    assert len(processes.runs) == 7 and len(processes.metrics) == 6 * (3 * 100 + 2)
+    for name in ("runs", "metrics", "layers"):
+        pd.testing.assert_frame_equal(getattr(processes, name), getattr(threads, name))
