@@ -2,10 +2,11 @@
 table: a row per history row, a column per key whose values are all numbers.
 
 Values arrive as JSON text (a ``.wandb`` file) or as Python values (the public API), one row at a
-time or as whole arrays of (row, key, value) items. They are grouped by key with pandas and each
-key's values decoded at once (one ``json.loads`` of all of them), and a column is built with
-numpy, not a Python object per cell: histories of thousands of rows per run and thousands of runs
-are the common case. Keys whose values are not all numbers (text, media, tables) are not columns;
+time or as whole arrays of (row, key, value) items. Keys (and JSON values) are held as Arrow
+strings, grouped by key with Arrow's dictionary encoding, and each key's values parsed at once
+(by Arrow where they are all numbers, else one ``json.loads`` of all of them); a column is built
+with numpy, not a Python object per cell: histories of thousands of rows per run and thousands
+of runs are the common case. Keys whose values are not all numbers (text, media, tables) are not columns;
 ``objects`` returns those a reader asks for by name.
 """
 
@@ -16,7 +17,6 @@ from functools import cached_property
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,7 +30,7 @@ class History:
         """``json_values``: the values added are JSON text (decoded in ``table`` and ``objects``)."""
         self.json_values = json_values
         self.rows = 0  # history rows so far (rows without items count)
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._parts: list[tuple[np.ndarray, pa.Array, Any]] = []
 
     def add(self, items: Iterable[tuple[str, Any]]) -> None:
         """One more row, as (key, value) pairs."""
@@ -39,24 +39,33 @@ class History:
             self.add_items([self.rows] * len(items), [k for k, _ in items], [v for _, v in items])
         self.rows += 1
 
-    def add_items(self, rows: Sequence[int], keys: Sequence[str], values: Sequence[Any]) -> None:
-        """Items at the given (0-based) rows; the history then has at least ``max(rows) + 1`` rows."""
+    def add_items(self, rows: Sequence[int], keys: Sequence[str] | pa.Array,
+                  values: Sequence[Any] | pa.Array) -> None:
+        """Items at the given (0-based) rows; the history then has at least ``max(rows) + 1``
+        rows. ``keys`` (and JSON ``values``) may be Arrow string arrays already."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows):
-            self._parts.append((rows, _objects(keys), _objects(values)))
+            self._parts.append((rows, _strings(keys), _strings(values) if self.json_values else _objects(values)))
             self.rows = max(self.rows, int(rows.max()) + 1)
         self.__dict__.pop("_columns", None)
 
     @cached_property
-    def _columns(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per key, its rows and values, in the order added."""
+    def _columns(self) -> dict[str, tuple[np.ndarray, Any]]:
+        """Per key, its rows and values (Arrow strings, or Python objects), in the order added."""
         if not self._parts:
             return {}
-        rows, keys, values = (np.concatenate(part) for part in zip(*self._parts))
-        codes, names = pd.factorize(keys)
+        rows = np.concatenate([part[0] for part in self._parts])
+        keys = pa.chunked_array([part[1] for part in self._parts], pa.string()).combine_chunks().dictionary_encode()
+        if self.json_values:
+            values = pa.chunked_array([part[2] for part in self._parts], pa.string()).combine_chunks()
+        else:
+            values = np.concatenate([part[2] for part in self._parts])
+        codes = keys.indices.to_numpy()
         order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        return {str(name): (rows[order[a:b]], values[order[a:b]]) for name, a, b in zip(names, bounds[:-1], bounds[1:])}
+        bounds = np.searchsorted(codes[order], np.arange(len(keys.dictionary) + 1))
+        take = (lambda at: values.take(pa.array(at))) if self.json_values else (lambda at: values[at])
+        return {name: (rows[order[a:b]], take(order[a:b]))
+                for name, a, b in zip(keys.dictionary.to_pylist(), bounds[:-1], bounds[1:])}
 
     def _values(self, key: str) -> list[Any]:
         values = self._columns[key][1]
@@ -80,6 +89,10 @@ class History:
         return pa.table(columns)
 
 
+def _strings(texts: Sequence[str] | pa.Array) -> pa.Array:
+    return texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
+
+
 def _objects(values: Sequence[Any]) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype == object:
         return values
@@ -89,19 +102,18 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return array
 
 
-def _json(texts: np.ndarray) -> list[Any]:
-    return json.loads(f"[{','.join(texts)}]")
+def _json(texts: pa.Array) -> list[Any]:
+    return json.loads(f"[{','.join(texts.to_pylist())}]")
 
 
-def _numbers(texts: np.ndarray) -> Optional[pa.Array]:
+def _numbers(texts: pa.Array) -> Optional[pa.Array]:
     """JSON texts as a numeric array: parsed by Arrow where every one is an integer, or every
     one a number (NaN and ±Infinity as JSON writers spell them), else decoded as JSON; None if
     they are not all numbers."""
-    text = pa.array(texts, type=pa.string())
-    kinds = (pa.int64(), pa.float64()) if texts[0].lstrip("-").isdigit() else (pa.float64(),)
+    kinds = (pa.int64(), pa.float64()) if texts[0].as_py().lstrip("-").isdigit() else (pa.float64(),)
     for kind in kinds:
         try:
-            return pc.cast(text, kind)
+            return pc.cast(texts, kind)
         except pa.ArrowInvalid:
             continue
     return _numeric(_json(texts))

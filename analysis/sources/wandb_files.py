@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 
 from analysis.run_map import Identity, RunMap
@@ -157,7 +159,7 @@ def _merged() -> tuple[Any, bytes]:
     return records, separator.SerializeToString()
 
 
-_SEPARATOR = "\x01"  # not "\\0": numpy drops the trailing NULs of text it compares
+_SEPARATOR = "\x01"  # never JSON, and no key wandb writes
 
 
 def _history(records: list[bytes]) -> History:
@@ -171,13 +173,14 @@ def _history(records: list[bytes]) -> History:
     merged_type, separator = _merged()
     try:
         items = merged_type.FromString(separator.join(records) + separator).inner.inner
-        keys = np.asarray(list(items.nested_key), dtype=object)
-        values = np.asarray(list(items.value_json), dtype=object)
+        keys = pa.array(list(items.nested_key), pa.string())
+        values = pa.array(list(items.value_json), pa.string())
         legacy = len(items.key) > 0
     except DecodeError:  # e.g. text that is not UTF-8: each record's own parse says where
-        keys = values = np.asarray([], dtype=object)
+        keys = values = pa.array([], pa.string())
         legacy = True
-    key_ends, value_ends = np.flatnonzero(keys == _SEPARATOR), np.flatnonzero(values == _SEPARATOR)
+    key_ends, value_ends = (np.flatnonzero(pc.equal(a, _SEPARATOR).to_numpy(zero_copy_only=False))
+                            for a in (keys, values))
     aligned = np.zeros(n, dtype=bool)
     if not legacy and len(key_ends) == n and len(value_ends) == n:
         # as many keys as values in a row: each of its items has one of each (an item has a key)
@@ -187,7 +190,7 @@ def _history(records: list[bytes]) -> History:
         value_rows = np.repeat(np.arange(n), np.diff(value_ends, prepend=-1))
         keep_keys, keep_values = aligned[key_rows], aligned[value_rows]
         keep_keys[key_ends] = keep_values[value_ends] = False
-        history.add_items(key_rows[keep_keys], keys[keep_keys], values[keep_values])
+        history.add_items(key_rows[keep_keys], keys.filter(keep_keys), values.filter(keep_values))
     for row in np.flatnonzero(~aligned):
         pairs = _history_items(pb.Record.FromString(records[row]))
         history.add_items([int(row)] * len(pairs), [k for k, _ in pairs], [v for _, v in pairs])
