@@ -1,7 +1,8 @@
 """Every figure of the report, and all of their styling: one seaborn theme, one colour per
 optimizer (the same in every figure), log axes where the quantity scales. Each function takes
 frames the comparisons computed and returns a matplotlib ``Figure``; ``save`` writes it as PNG
-and SVG. Matplotlib runs on its Agg backend (no display needed)."""
+and SVG. A line of more than ``_POINTS`` points (a long run's curve) is drawn through that many,
+evenly spaced; the tables keep every point. Matplotlib runs on its Agg backend (no display needed)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ _THEME = {"style": "whitegrid", "context": "paper", "font_scale": 1.1}
 _PANEL = (4.2, 3.2)  # inches per panel
 _DPI = 110
 _BAND_ALPHA = 0.2
+_POINTS = 400  # per line, at most: a figure's width holds no more, and drawing more only costs time
+
+
+def _thin(line: pd.DataFrame) -> pd.DataFrame:
+    """At most ``_POINTS`` rows of a line's (ordered) rows, evenly spaced, first and last kept."""
+    if len(line) <= _POINTS:
+        return line
+    return line.iloc[np.unique(np.linspace(0, len(line) - 1, _POINTS).round().astype(int))]
 
 
 def optimizer_colors(optimizers: list[str]) -> dict[str, tuple]:
@@ -71,7 +80,7 @@ def convergence_figure(curves: pd.DataFrame, colors: dict, title: str) -> Figure
     metric = curves[F.METRIC].iloc[0]
     for ax, (x, label) in zip(axes[0], ((F.STEP, "step"), ("samples", "samples"), (F.WALL_TIME, "wall time (s)"))):
         for optimizer, line in curves.groupby(F.OPTIMIZER, sort=True):
-            line = line.sort_values(F.STEP)
+            line = _thin(line.sort_values(F.STEP))
             ax.plot(line[x], line["mean"], color=colors[optimizer], label=optimizer, marker=".")
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=colors[optimizer], alpha=_BAND_ALPHA,
                             linewidth=0)
@@ -207,7 +216,7 @@ def layer_figure(trajectories: pd.DataFrame, title: str) -> Figure:
     layers = list(dict.fromkeys(trajectories[F.LAYER]))
     shades = sns.color_palette("viridis", len(layers))
     for layer, shade in zip(layers, shades):
-        rows = trajectories[trajectories[F.LAYER] == layer].sort_values(F.STEP)
+        rows = _thin(trajectories[trajectories[F.LAYER] == layer].sort_values(F.STEP))
         for ax, column in zip(axes[0], ("trust_ratio", "update_ratio")):
             ax.plot(rows[F.STEP], rows[column], color=shade, linewidth=1, label=layer if len(layers) <= 8 else None)
     axes[0, 0].set(yscale="log", xlabel="step", ylabel="trust ratio")

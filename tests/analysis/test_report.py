@@ -193,3 +193,23 @@ def test_a_figure_not_drawn_names_what_the_runs_left_out_lack(tmp_path):
     listed = pd.read_csv(tmp_path / "tables" / "runs.csv")
     assert listed[F.RUN_ID].tolist() == ["kept", "l0", "l1", "l2", "l3"]
     assert listed[F.LEFT_OUT].fillna("").tolist() == ["", "lr", "lr", "lr", "optimizer batch_size"]
+
+
+def test_a_long_curve_is_drawn_through_a_few_hundred_points_first_and_last_kept():
+    """A convergence line of 5000 steps is drawn through at most 400 of them, evenly spaced,
+    its first and last among them; a short line keeps every point."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures as fig
+
+    steps = list(range(10, 50_001, 10))
+    curves = pd.DataFrame({F.OPTIMIZER: ["sgd"] * len(steps) + ["adamw"] * 3, F.STEP: steps + [1, 2, 3],
+                           F.METRIC: "val/acc", "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6})
+    curves["samples"], curves[F.WALL_TIME] = curves[F.STEP] * 64, curves[F.STEP] / 10
+    figure = fig.convergence_figure(curves, {"sgd": "C0", "adamw": "C1"}, "vision")
+    adamw, sgd = figure.axes[0].lines[:2]
+    assert list(adamw.get_xdata()) == [1, 2, 3]
+    drawn = list(sgd.get_xdata())
+    assert len(drawn) == 400 and (drawn[0], drawn[-1]) == (10, 50_000) and drawn == sorted(drawn)
+    assert max(b - a for a, b in zip(drawn, drawn[1:])) <= 2 * 50_000 / 400
+    plt.close(figure)
