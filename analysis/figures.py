@@ -68,6 +68,7 @@ def save(fig: Figure, directory: Path, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / f"{name}.png"
     fig.savefig(png, dpi=_DPI)
+    fig.set_layout_engine("none")  # the layout the PNG's drawing computed holds for the SVG: not again
     fig.savefig(directory / f"{name}.svg")
     plt.close(fig)
     return png

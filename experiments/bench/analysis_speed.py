@@ -18,6 +18,7 @@ of foreign runs ≤ 2× the store's.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
@@ -180,6 +181,11 @@ def time_analysis(runs: int, steps: int, root: Path | None = None,
             seconds, _ = _timed(analyze_command, root / "store", root / "command-report", root / "command-cache")
             rows.append((f"optbench analyze, {when} (a subprocess)", seconds,
                          f"{seconds / naive_s:.2f}x naive (goal {goal})"))
+        # The foreign runs are loaded as ``optbench analyze`` loads them, with nothing else in
+        # memory: a source of many .wandb files is read in forked processes, which pay for every
+        # page of a large parent that they touch.
+        del frames, comparison
+        gc.collect()
         progress(f"generating {runs} foreign wandb runs")
         seconds, _ = _timed(generate_foreign, root / "foreign", runs, steps)
         rows.append(("generate foreign wandb runs", seconds, "as Lightning's WandbLogger logs them offline"))
