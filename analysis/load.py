@@ -96,7 +96,8 @@ def _read_units(units: list[_Unit], workers: int, in_processes: bool) -> list[Ru
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda unit: unit.read(), units))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        results = list(pool.map(_read_recording, [u.read for u in units], chunksize=max(1, len(units) // (8 * workers))))
+        chunk = max(1, len(units) // (8 * workers))
+        results = list(pool.map(_read_recording, [u.read for u in units], chunksize=chunk))
     for _, caught in results:
         for message, category in caught:
             warnings.warn(message, category, stacklevel=2)
@@ -121,7 +122,8 @@ def _report_part(data: RunData) -> tuple[pa.Table, pa.Table]:
     return metrics, layers.filter(pc.invert(pc.is_nan(layers["trust_ratio"])))
 
 
-def _read_source(source: _Source, cache: Cache, workers: int, names: tuple[str, str]) -> tuple[list[dict], pa.Table, pa.Table]:
+def _read_source(source: _Source, cache: Cache, workers: int,
+                 names: tuple[str, str]) -> tuple[list[dict], pa.Table, pa.Table]:
     """The rows, metrics and layers (the cache's tables ``names``) of ``source``'s runs: the
     cached ones from the cache, the others read (and the cache rewritten with them)."""
     entries = cache.entries()
