@@ -141,6 +141,25 @@ def test_cache_hit_until_a_file_changes(store, tmp_path):
     assert 0.66 in fresh.value.values and 0.65 not in fresh[fresh.run_id == "done"].value.values
 
 
+def test_a_cached_load_of_the_report_rows_reads_no_other(store, tmp_path):
+    """The cache keeps the rows the report reads apart: a cached ``report_rows`` load never opens
+    the file of every row (proof: it is gone) and gives each run's own metric rows (every row of
+    the killed run, whose metric only its rows tell); a load of every row then reads the runs
+    again and gives what it gave."""
+    cache = tmp_path / "cache"
+    full = load([store], cache_dir=cache)
+    (root,) = cache.iterdir()
+    (root / "metrics.parquet").unlink()
+    slim = load([store], cache_dir=cache, report_rows=True)
+    pd.testing.assert_frame_equal(slim.runs, full.runs)
+    own = (full.metrics[F.METRIC] == "val/acc") | (full.metrics[F.RUN_ID] == "killed")
+    pd.testing.assert_frame_equal(slim.metrics, full.metrics[own].reset_index(drop=True), check_categorical=False)
+    assert 0 < len(slim.metrics) < len(full.metrics)
+    assert slim.layers.empty and len(full.layers) == 2  # no layer row has a trust ratio
+    again = load([store], cache_dir=cache)
+    pd.testing.assert_frame_equal(again.metrics, full.metrics)
+
+
 def test_a_still_running_study_gains_rows(store, tmp_path):
     cache = tmp_path / "cache"
     load([store], cache_dir=cache)
