@@ -213,20 +213,16 @@ def _read_attempt(path: Path) -> _Attempt:
     """The records of one .wandb file that a run's reading needs; raises for a damaged file."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    attempt = _Attempt()
     found, tags = chunks(path)
-    for chunk, tag in zip(found, tags):
-        if tag == HISTORY:
-            attempt.histories.append(chunk)
-        elif tag == SUMMARY:
-            attempt.summaries.append(chunk)
-        elif tag not in _NEVER_READ:  # written with its fields in another order, or a run, config, exit record
-            record = pb.Record.FromString(chunk)
-            kind = record.WhichOneof("record_type")
-            if kind in ("history", "summary"):
-                (attempt.histories if kind == "history" else attempt.summaries).append(chunk)
-            elif kind in ("run", "config", "exit"):
-                attempt.others.append(record)
+    rest = [(index, pb.Record.FromString(found[index])) for index, tag in enumerate(tags)
+            if tag != HISTORY and tag != SUMMARY and tag not in _NEVER_READ]
+    kinds = [record.WhichOneof("record_type") for _, record in rest]
+    attempt = _Attempt(others=[record for (_, record), kind in zip(rest, kinds) if kind in ("run", "config", "exit")])
+    for (index, _), kind in zip(rest, kinds):  # a history or summary written with its fields in another order
+        if kind in ("history", "summary"):
+            tags[index] = HISTORY if kind == "history" else SUMMARY
+    attempt.histories = [chunk for chunk, tag in zip(found, tags) if tag == HISTORY]
+    attempt.summaries = [chunk for chunk, tag in zip(found, tags) if tag == SUMMARY]
     return attempt
 
 
