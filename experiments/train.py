@@ -36,6 +36,7 @@ from experiments.callbacks.layer_stats import LayerStatistics
 from experiments.callbacks.legacy_state import LEGACY_STATE_KEY
 from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.noise_scale import GradientNoiseScale
+from experiments.callbacks.optimizer_modes import OptimizerModes
 from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.progress import Progress, log
 from experiments.callbacks.step_timer import StepTiming
@@ -65,10 +66,19 @@ def _keep_aside(root: Path) -> None:
 
 
 def _optimizer_factory(config: DictConfig, lr: float):
+    """The task's optimizer factory: ``optimizer.name`` with its options over the model, at the
+    peak rate ``lr``; bad options the config check could not see (a factory returning no
+    optimizer, a value only the constructor refuses) are a ``ConfigError``."""
     options = optimizer_options(config)
 
     def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
-        optimizer = build_optimizer(config.optimizer.name, model, lr=lr, **options)
+        try:
+            optimizer = build_optimizer(config.optimizer.name, model, lr=lr,
+                                        exclude_bias_and_norm=config.optimizer.exclude_bias_and_norm, **options)
+        except (ValueError, TypeError) as error:
+            message = str(error).splitlines()[0]
+            raise ConfigError(message if message.startswith("optimizer ") else
+                              f"optimizer {config.optimizer.name!r}: {message}") from None
         warn_if_clipping_with_larc(optimizer, config.trainer.gradient_clip_val)
         return optimizer
 
@@ -178,10 +188,12 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
         warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
         power=config.schedule.power,
     )
+    factory = _optimizer_factory(config, lr)
     try:
-        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+        module, data = build_task(config, factory, lr_lambda)
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
+    factory(module.model)  # built once here, so that what only the constructor refuses is bad input
     target = config.target if config.target is not None else module.default_target[config.size]
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
@@ -204,8 +216,8 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
     # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
     # ends the step (after the read, which waits for the device) and the training row is written.
-    callbacks = [memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps), guard,
-                 timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
+    callbacks = [OptimizerModes(), memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps),
+                 guard, timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
     trainer = _trainer(config, store, [c for c in callbacks if c is not None])
     return Run(config=config, store=store, module=module, data=data, lr=lr, batch=batch, target=target,
                trainer=trainer, rows=rows, guard=guard, timing=timing, memory=memory, stop=stop,
@@ -332,6 +344,7 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "run_id": run.store.root.name,
         "task": config.task,
         "optimizer": config.optimizer.name,
+        "optimizer_resolved": OmegaConf.to_container(config.optimizer.resolved),  # path, version, options
         "lr": run.lr,
         "effective_batch_size": run.batch,
         "seed": config.seed,

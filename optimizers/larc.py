@@ -10,14 +10,26 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .dispatch import implementation
+from .hyperparameters import check_eta, check_hyperparameters
 from .learning_rate import scalar_lr
 from .norms import stacked_norms
 
-__all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
+__all__ = ["LARC", "check_larc_options", "unhooked_step", "larc_grad_scales", "warn_if_clipping_with_larc"]
 
 MODES = ("clip", "scale")
 # LARC's settings in each parameter group, and the group opt-out.
 _GROUP_KEYS = ("larc_eta", "larc_mode", "larc_eps", "larc_min_update", "layer_adaptation")
+
+
+def check_larc_options(*, eta: float, mode: str, eps: float, min_update: float) -> None:
+    """Raise ``ValueError`` naming the first of LARC's options that it cannot take: the
+    constructor's check, which config validation makes before anything is built."""
+    check_eta(eta)
+    if mode not in MODES:
+        raise ValueError(f"Invalid LARC mode: {mode!r} (valid: {', '.join(MODES)})")
+    check_hyperparameters({"eps": eps})
+    if not min_update >= 0.0:
+        raise ValueError(f"Invalid min_update value: {min_update}")
 
 
 class LARC(Optimizer):
@@ -78,14 +90,7 @@ class LARC(Optimizer):
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"LARC wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if not eta > 0.0:
-            raise ValueError(f"Invalid eta value: {eta} (must be > 0)")
-        if mode not in MODES:
-            raise ValueError(f"Invalid LARC mode: {mode!r} (valid: {', '.join(MODES)})")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not min_update >= 0.0:
-            raise ValueError(f"Invalid min_update value: {min_update}")
+        check_larc_options(eta=eta, mode=mode, eps=eps, min_update=min_update)
         self.optimizer = optimizer
         larc_defaults = dict(
             larc_eta=eta, larc_mode=mode, larc_eps=eps, larc_min_update=min_update,
@@ -173,8 +178,36 @@ class LARC(Optimizer):
         else:
             if scales:
                 torch._foreach_mul_([p.grad for p in scales], list(scales.values()))
-            _unhooked_step(self.optimizer)
+            unhooked_step(self.optimizer)
         return loss
+
+    @torch.no_grad()
+    def trust_ratios(self, params: list[Tensor]) -> list[Tensor]:
+        """The factor s this step would apply to each of ``params`` given their gradients now (NaN
+        for a tensor without a gradient or outside the groups): what layer statistics record."""
+        factors: dict[Tensor, Tensor] = {}
+        wanted = set(params)
+        for group in self.param_groups:
+            group_params = [p for p in group["params"] if p in wanted and p.grad is not None]
+            if group_params:
+                settings = {key: group.get(key, self.defaults[key]) for key in _GROUP_KEYS}
+                _, scales = larc_grad_scales(
+                    group_params, [p.grad for p in group_params], lr=scalar_lr(group["lr"]),
+                    eta=settings["larc_eta"], mode=settings["larc_mode"], eps=settings["larc_eps"],
+                    min_update=settings["larc_min_update"], adapt=settings["layer_adaptation"],
+                )
+                factors.update(zip(group_params, scales))
+        return [factors.get(p, torch.tensor(float("nan"))) for p in params]
+
+    def train(self) -> None:
+        """Training mode for an inner optimizer that has one (Schedule-Free)."""
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+
+    def eval(self) -> None:
+        """Evaluation mode for an inner optimizer that has one (Schedule-Free)."""
+        if callable(getattr(self.optimizer, "eval", None)):
+            self.optimizer.eval()
 
     def _sgd_on_triton(self) -> bool:
         """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
@@ -191,7 +224,7 @@ class LARC(Optimizer):
         return True
 
 
-def _unhooked_step(optimizer: Optimizer) -> None:
+def unhooked_step(optimizer: Optimizer) -> None:
     """The inner optimizer's step without ``torch.optim``'s step hooks: it is a part of LARC's
     step, whose hooks (global ones included) have run once already."""
     step = type(optimizer).step
