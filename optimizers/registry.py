@@ -30,7 +30,7 @@ from .param_groups import ParameterHolder, exempt_bias_and_norm, param_groups
 
 __all__ = [
     "OptimInfo", "REGISTRY", "LARC_PREFIX", "LARC_PATH_PREFIX", "build_optimizer", "check_options",
-    "optimizer_names", "resolved_defaults", "resolved_options", "optimizer_origin", "canonical_name", "lookup", "with_larc",
+    "optimizer_names", "resolved_defaults", "resolved_options", "optimizer_origin", "canonical_name", "lookup", "with_larc", "is_installed",
 ]
 
 LARC_PREFIX = "larc_"  # larc_<registry name>
@@ -151,10 +151,22 @@ _ENTRIES = [
 REGISTRY: dict[str, OptimInfo] = {entry.name: entry for entry in _ENTRIES}
 
 
-def optimizer_names() -> list[str]:
-    """Every registry name (built-ins and peers, then plugins), and ``larc_<name>`` of each."""
+def optimizer_names(installed: bool = False) -> list[str]:
+    """Every registry name (built-ins and peers, then plugins), and ``larc_<name>`` of each; with
+    ``installed``, only those whose package imports here (a peer's extra may be missing)."""
     names = [*REGISTRY, *(name for name in plugin_names() if name not in REGISTRY)]
+    if installed:
+        names = [name for name in names if is_installed(name)]
     return [*names, *(LARC_PREFIX + name for name in names)]
+
+
+def is_installed(name: str) -> bool:
+    """Whether the optimizer ``name`` can be built here: its package imports (it raises nothing else)."""
+    try:
+        lookup(name)[0].load()
+    except ValueError:
+        return False
+    return True
 
 
 def _doc_line(target: Any) -> str:

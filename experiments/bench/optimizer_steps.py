@@ -25,7 +25,7 @@ from experiments.optimizer_state import optimizer_state_bytes
 from optimizers import REGISTRY, build_optimizer, optimizer_names
 from optimizers.behaviour import set_mode
 from optimizers.did_you_mean import did_you_mean
-from optimizers.registry import lookup
+from optimizers.registry import is_installed
 
 __all__ = [
     "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "time_optimizer_steps", "missing_peers", "PEERS",
@@ -84,18 +84,9 @@ def missing_peers() -> list[str]:
     missing = [f"{label} (optbench[bench])" for module_name, label in PEERS
                if importlib.util.find_spec(module_name) is None]
     for entry in REGISTRY.values():
-        if entry.extra is not None and _unavailable(entry.name):
+        if entry.extra is not None and not is_installed(entry.name):
             missing.append(f"{entry.name} (optbench[{entry.extra}])")
     return missing
-
-
-def _unavailable(name: str) -> bool:
-    """Whether the registry name's package is missing here (a peer behind an extra)."""
-    try:
-        lookup(name)[0].load()
-    except ValueError:
-        return True
-    return False
 
 
 def _peer_rows(device: str) -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer], bool]]:
@@ -143,7 +134,7 @@ def bench_rows(include_peers: bool = True, device: str = "cpu") -> list[BenchRow
         ]
     # On CUDA a registry row may run optbench's Triton kernels (compiled on its first step).
     rows += [BenchRow(name, registry(name), [], compiles=device == "cuda")
-             for name in optimizer_names() if not _unavailable(name)]
+             for name in optimizer_names(installed=True)]
     rows += [
         BenchRow("novograd (fused)", registry("novograd", fused=True), [], compiles=True),
         BenchRow("larc_novograd (fused)", registry("larc_novograd", fused=True), [], compiles=True),
