@@ -212,8 +212,7 @@ def lookup(name: str) -> tuple[OptimInfo, bool]:
         if inner in REGISTRY or (not is_import_path(inner) and inner in plugin_names()):
             return lookup(inner)[0], True
     names = optimizer_names()
-    raise ValueError(f"Unknown optimizer {name!r}{did_you_mean(name, names)}: neither a registry name nor an "
-                     f"import path (package.module:Class); valid names: {', '.join(names)}")
+    raise ValueError(f"unknown optimizer {name!r}{did_you_mean(name, names)}; valid names: {', '.join(names)}")
 
 
 def load_import_path_entry(path: str) -> OptimizerTarget:
