@@ -23,7 +23,7 @@ from experiments.yaml_error import yaml_error
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "run_dir", "canonical_config",
-    "to_yaml", "effective_batch_size", "optimizer_options", "resolved_optimizer",
+    "to_yaml", "effective_batch_size", "optimizer_options", "resolved_optimizer", "recorded",
 ]
 
 
@@ -50,7 +50,7 @@ class OptimizerConfig:
     larc: bool = False  # wrap the optimizer in LARC: the name becomes larc_<name> (or larc:<import path>)
     exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no layer-wise adaptation
     options: Dict[str, Any] = field(default_factory=dict)  # optimizer.<option>=... lands here
-    resolved: Dict[str, Any] = field(default_factory=dict)  # filled in: class, package version, every option
+    resolved: Dict[str, Any] = field(default_factory=dict)  # filled in config.yaml: class, package version, options
 
 
 @dataclass
@@ -232,7 +232,6 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
     _apply_size_defaults(config, layers[1:])
     _fold_larc(config)
     validate(config)
-    config.optimizer.resolved = resolved_optimizer(config)
     return config
 
 
@@ -304,6 +303,14 @@ def _validate_optimizer(config: DictConfig) -> None:
             f"trainer.strategy={config.trainer.strategy} with optimizer {name!r} is not supported: "
             "FSDP hands the optimizer shards, and its per-tensor norms would be norms of shards"
         )
+
+
+def recorded(config: DictConfig) -> DictConfig:
+    """``config`` as its run records it in config.yaml: a copy with ``optimizer.resolved`` filled
+    in (``resolved_optimizer``), whatever it held."""
+    copy = config.copy()
+    copy.optimizer.resolved = resolved_optimizer(config)
+    return copy
 
 
 def _optimizer_name(config: DictConfig) -> str:

@@ -28,7 +28,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer, run_dir,
+    to_yaml,
 )
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
@@ -294,7 +295,7 @@ def fit(run: Run) -> tuple[str, Optional[str]]:
     store, trainer = run.store, run.trainer
     resume = store.resume_checkpoint()
     if trainer.is_global_zero:
-        store.begin(to_yaml(run.config), collect_meta(), resume=resume is not None)
+        store.begin(to_yaml(recorded(run.config)), collect_meta(), resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
     status, error = COMPLETED, None
@@ -344,7 +345,7 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "run_id": run.store.root.name,
         "task": config.task,
         "optimizer": config.optimizer.name,
-        "optimizer_resolved": OmegaConf.to_container(config.optimizer.resolved),  # path, version, options
+        "optimizer_resolved": resolved_optimizer(config),  # its path, package, version and options
         "lr": run.lr,
         "effective_batch_size": run.batch,
         "seed": config.seed,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
-from experiments.config import ConfigError, load_config, run_id
+from experiments.config import ConfigError, load_config, recorded, run_id
 from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env
 from tests.experiments.test_cli import assert_one_line_error, run_main
 from tests.outside_package import PACKAGE, write_user_package
@@ -89,11 +90,11 @@ def test_run_identity_follows_path_options_defaults_and_version(tmp_path, site):
 
 
 def test_config_records_the_resolved_optimizer(on_path):
-    """``optimizer.resolved``: the path, package, version and every option with its default;
-    ``optimizer.larc=true`` is folded into the name, which then says LARC."""
+    """``optimizer.resolved`` as config.yaml records it: the path, package, version and every
+    option with its default; ``optimizer.larc=true`` is folded into the name, which then says LARC."""
     config = load_config([f"optimizer.name={PACKAGE}.SignSGD", "optimizer.momentum=0.5", "optimizer.larc=true"])
     assert config.optimizer.name == f"larc:{PACKAGE}.SignSGD" and config.optimizer.larc is False
-    resolved = dict(config.optimizer.resolved)
+    resolved = OmegaConf.to_container(recorded(config).optimizer.resolved)
     assert resolved.pop("options") == {"lr": 0.001, "momentum": 0.5, "weight_decay": 0.0, "larc_eta": 0.002,
                                        "larc_mode": "clip", "larc_eps": 1e-7, "larc_min_update": 1e-7}
     assert resolved == {"name": f"larc:{SIGNSGD}", "path": SIGNSGD, "distribution": PACKAGE, "version": "1.0"}
