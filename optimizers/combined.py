@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch.optim import Optimizer
 
-from .larc import unhooked_step
+from .behaviour import set_mode
+from .wrapping import closure_loss, load_with_hooks, unhooked_step
 
 __all__ = ["CombinedOptimizer"]
 
@@ -56,11 +57,9 @@ class CombinedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Split the state by the inner optimizers' groups and load each, then share again."""
-        state_dict = state_dict.copy()
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
+        load_with_hooks(self, state_dict, self._load_inner)
+
+    def _load_inner(self, state_dict: dict[str, Any]) -> None:
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
@@ -73,8 +72,6 @@ class CombinedOptimizer(Optimizer):
                 "state": {i: s for i, s in state_dict["state"].items() if i in ids}, "param_groups": groups,
             })
         self._share_inner()
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "optimizers": self.optimizers}
@@ -85,10 +82,7 @@ class CombinedOptimizer(Optimizer):
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
         """Evaluate ``closure`` once (if given), then step every inner optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for optimizer in self.optimizers:
             unhooked_step(optimizer)  # this step's hooks have run once already
         return loss
@@ -96,11 +90,9 @@ class CombinedOptimizer(Optimizer):
     def train(self) -> None:
         """Training mode for the inner optimizers that have one (Schedule-Free)."""
         for optimizer in self.optimizers:
-            if callable(getattr(optimizer, "train", None)):
-                optimizer.train()
+            set_mode(optimizer, training=True)
 
     def eval(self) -> None:
         """Evaluation mode for the inner optimizers that have one (Schedule-Free)."""
         for optimizer in self.optimizers:
-            if callable(getattr(optimizer, "eval", None)):
-                optimizer.eval()
+            set_mode(optimizer, training=False)

@@ -9,12 +9,14 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .behaviour import set_mode
 from .dispatch import implementation
 from .hyperparameters import check_eta, check_hyperparameters
 from .learning_rate import scalar_lr
 from .norms import stacked_norms
+from .wrapping import closure_loss, load_with_hooks, unhooked_step
 
-__all__ = ["LARC", "check_larc_options", "unhooked_step", "larc_grad_scales", "warn_if_clipping_with_larc"]
+__all__ = ["LARC", "check_larc_options", "larc_grad_scales", "warn_if_clipping_with_larc"]
 
 MODES = ("clip", "scale")
 # LARC's settings in each parameter group, and the group opt-out.
@@ -114,15 +116,11 @@ class LARC(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load through the inner optimizer (which knows its state's layout), then re-share; the
         load_state_dict hooks registered on LARC run around it, as ``torch.optim`` runs them."""
-        state_dict = state_dict.copy()
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        self.optimizer.load_state_dict(state_dict)
-        self._share_inner()
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
+        def load(state_dict: dict[str, Any]) -> None:
+            self.optimizer.load_state_dict(state_dict)
+            self._share_inner()
+
+        load_with_hooks(self, state_dict, load)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "optimizer": self.optimizer}
@@ -137,10 +135,7 @@ class LARC(Optimizer):
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
         """Evaluate ``closure`` once (if given), rescale gradients layer-wise, step the inner optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for key in _GROUP_KEYS:
                 group.setdefault(key, self.defaults[key])  # a group added to the inner optimizer directly
@@ -201,13 +196,11 @@ class LARC(Optimizer):
 
     def train(self) -> None:
         """Training mode for an inner optimizer that has one (Schedule-Free)."""
-        if callable(getattr(self.optimizer, "train", None)):
-            self.optimizer.train()
+        set_mode(self.optimizer, training=True)
 
     def eval(self) -> None:
         """Evaluation mode for an inner optimizer that has one (Schedule-Free)."""
-        if callable(getattr(self.optimizer, "eval", None)):
-            self.optimizer.eval()
+        set_mode(self.optimizer, training=False)
 
     def _sgd_on_triton(self) -> bool:
         """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
@@ -222,13 +215,6 @@ class LARC(Optimizer):
             if path != "triton" or group.get("maximize") or group.get("differentiable"):
                 return False
         return True
-
-
-def unhooked_step(optimizer: Optimizer) -> None:
-    """The inner optimizer's step without ``torch.optim``'s step hooks: it is a part of LARC's
-    step, whose hooks (global ones included) have run once already."""
-    step = type(optimizer).step
-    getattr(step, "__wrapped__", step)(optimizer)
 
 
 def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:
