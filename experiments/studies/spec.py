@@ -52,7 +52,7 @@ _TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", 
 _SEARCH = ("method", "trials", "seed", "objective", "space")
 _OVERRIDES = ("base", "space")
 OBJECTIVES = ("steps_to_target", "best")
-ALL = "all"  # a grid value list standing for every registered name (optimizer.name, task)
+ALL = "all"  # a grid value list standing for every registered name installed here (optimizer.name, task)
 
 
 class StudyError(ValueError):
