@@ -40,10 +40,15 @@ def _origin(entry: OptimInfo, versions: bool) -> str:
 
 def optimizer_rows(names: list[str] | None = None, versions: bool = True) -> list[tuple[str, str, str, str]]:
     """(name, from, description, defaults) for every registered name (or ``names``): defaults read
-    from the code; a peer whose package is missing says which extra installs it."""
+    from the code; a peer whose package is missing says which extra installs it, a plugin that
+    does not load says why."""
     rows = []
     for name in names if names is not None else optimizer_names():
-        entry, larc = lookup(name)
+        try:
+            entry, larc = lookup(name)
+        except ValueError as error:  # a plugin that does not load: listed, saying why
+            rows.append((name, "", str(error), ""))
+            continue
         description = f"LARC over {entry.name}" if larc else entry.description
         try:
             defaults = ", ".join(f"{k}={_format(v)}" for k, v in resolved_defaults(name).items())

@@ -183,6 +183,23 @@ def test_optbench_optimizers_lists_plugins_with_their_package_and_the_peers(site
     assert f"{PACKAGE} 1.0" in rows["signsgd"]
 
 
+def test_a_plugin_that_does_not_load_is_listed_saying_why(on_path, tmp_path, monkeypatch):
+    """``optbench optimizers`` still lists every name when one plugin's entry point is broken:
+    that row says why it does not load; studies' ``all`` leaves it out."""
+    from experiments.optimizer_listing import optimizer_rows
+    from optimizers.registry import optimizer_names
+
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken_plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[optbench.optimizers]\nbroken = {PACKAGE}:MISSING\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = {row[0]: row for row in optimizer_rows()}
+    assert rows["broken"][2].startswith(f"optimizer plugin 'broken' ({PACKAGE}:MISSING) does not load")
+    assert rows["signsgd"][1] == f"{PACKAGE} 1.0"
+    assert "broken" in optimizer_names() and "broken" not in optimizer_names(installed=True)
+
+
 SPEC = {
     "name": "outside",
     "base": {"task": "vision", "size": "tiny", "schedule": {"name": "constant"},
