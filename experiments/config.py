@@ -50,7 +50,7 @@ class OptimizerConfig:
     larc: bool = False  # wrap the optimizer in LARC: the name becomes larc_<name> (or larc:<import path>)
     exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no layer-wise adaptation
     options: Dict[str, Any] = field(default_factory=dict)  # optimizer.<option>=... lands here
-    resolved: Dict[str, Any] = field(default_factory=dict)  # filled in config.yaml: class, package version, options
+    resolved: Dict[str, Any] = field(default_factory=dict)  # set in config.yaml for an optimizer from outside
 
 
 @dataclass
@@ -306,10 +306,14 @@ def _validate_optimizer(config: DictConfig) -> None:
 
 
 def recorded(config: DictConfig) -> DictConfig:
-    """``config`` as its run records it in config.yaml: a copy with ``optimizer.resolved`` filled
-    in (``resolved_optimizer``), whatever it held."""
+    """``config`` as its run records it in config.yaml: for an optimizer from outside optbench and
+    torch, a copy with ``optimizer.resolved`` filled in (``resolved_optimizer``: its path, package,
+    version and options); else ``config`` itself, whose optimizer the registry describes."""
+    resolved = resolved_optimizer(config)
+    if "path" not in resolved:
+        return config
     copy = config.copy()
-    copy.optimizer.resolved = resolved_optimizer(config)
+    copy.optimizer.resolved = resolved
     return copy
 
 
