@@ -52,6 +52,7 @@ from experiments.store import (
 from experiments.tasks import build_task
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
+from optimizers.behaviour import evaluates_closure
 
 __all__ = ["train", "Run", "build_run", "fit", "finish", "run_dir", "wandb_run_id"]
 
@@ -84,6 +85,17 @@ def _optimizer_factory(config: DictConfig, lr: float):
         return optimizer
 
     return factory
+
+
+def _check_closure(config: DictConfig, lr: float) -> None:
+    """``ConfigError`` for an optimizer whose ``step`` ignores its closure (a user's, typically):
+    Lightning's training step is that closure, so the run would fail at its first step."""
+    if not evaluates_closure(config.optimizer.name, lr=lr, **optimizer_options(config)):
+        raise ConfigError(
+            f"optimizer {config.optimizer.name!r}: its step(closure) does not call the closure, which holds "
+            "Lightning's forward and backward pass; call it as torch.optim's optimizers do "
+            "(with torch.enable_grad(): loss = closure())"
+        )
 
 
 # Warnings that say nothing to an optbench user, each silenced by its own text, never by category:
@@ -195,6 +207,7 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
     factory(module.model)  # built once here, so that what only the constructor refuses is bad input
+    _check_closure(config, lr)
     target = config.target if config.target is not None else module.default_target[config.size]
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,

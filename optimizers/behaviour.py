@@ -1,17 +1,19 @@
 """What a training loop learns from an optimizer by what it does, never by its name: whether it
 has a train/eval mode (Schedule-Free), whether its update of a tensor depends on the whole tensor
-(layer-wise: NovoGrad, LARS, LARC, LAMB, Muon, Adafactor), and the trust ratios it applies.
+(layer-wise: NovoGrad, LARS, LARC, LAMB, Muon, Adafactor), whether its ``step`` evaluates the
+closure it is given, and the trust ratios it applies.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-__all__ = ["set_mode", "is_layer_wise", "trust_ratios"]
+__all__ = ["set_mode", "is_layer_wise", "evaluates_closure", "trust_ratios"]
 
 
 def set_mode(optimizer: Optimizer, training: bool) -> None:
@@ -62,3 +64,37 @@ def is_layer_wise(name: str, **options: Any) -> bool:
     except (ValueError, RuntimeError):
         return True
     return not torch.allclose(whole.flatten(), torch.cat(halves), rtol=1e-9, atol=0.0)
+
+
+def evaluates_closure(name: str, **options: Any) -> bool:
+    """Whether ``name``'s ``step(closure)`` calls the closure, as every ``torch.optim`` optimizer
+    does: Lightning hands the forward and backward pass to ``step`` as that closure, so an
+    optimizer that ignores it (or whose ``step`` takes none) never sees a gradient. Asked of one
+    step on a 2×2 parameter; an optimizer that fails there for another reason is left to the run
+    to tell (True)."""
+    from .registry import build_optimizer
+
+    param = nn.Parameter(torch.ones(2, 2))
+    try:
+        optimizer = build_optimizer(name, [param], exclude_bias_and_norm=False, **{"lr": 0.01, **options})
+    except Exception:
+        return True
+    if not inspect.signature(optimizer.step).parameters:
+        return False
+    calls = 0
+
+    def closure() -> Tensor:
+        nonlocal calls
+        calls += 1
+        with torch.enable_grad():
+            param.grad = None
+            loss = param.square().sum()
+            loss.backward()
+        return loss
+
+    set_mode(optimizer, training=True)
+    try:
+        optimizer.step(closure)
+    except Exception:
+        return True
+    return calls > 0

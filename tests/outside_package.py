@@ -1,5 +1,5 @@
 """A user's optimizer package outside the repository, written by the tests that need one: a
-``SignSGD`` class, factories, and an installed distribution's metadata (a ``*.dist-info`` with
+``SignSGD`` class, two optimizers whose step ignores the closure, factories, and an installed distribution's metadata (a ``*.dist-info`` with
 ``entry_points.txt``, which ``importlib.metadata`` reads from any ``sys.path`` entry) that
 registers the plugin ``signsgd`` in the group ``optbench.optimizers``."""
 
@@ -45,6 +45,27 @@ class SignSGD(Optimizer):
                 buf.mul_(group["momentum"]).add_(p.grad).add_(p, alpha=group["weight_decay"])
                 p.add_(buf.sign(), alpha=-group["lr"])
         return loss
+
+
+class NoClosureSGD(Optimizer):
+    """Plain SGD whose step ignores the closure it is given: Lightning cannot train with it."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+class NoClosureArgument(NoClosureSGD):
+    """The same with a step that takes no closure at all."""
+
+    def step(self):
+        super().step()
 
 
 def one_group(model, lr=0.01, weight_decay=0.1):

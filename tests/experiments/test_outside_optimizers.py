@@ -147,6 +147,15 @@ def test_a_factory_returning_no_optimizer_is_refused_before_anything_is_written(
     assert not any(tmp_path.iterdir())
 
 
+def test_an_optimizer_whose_step_ignores_the_closure_is_refused_before_anything_is_written(on_path, capsys,
+                                                                                           tmp_path):
+    """Lightning's forward and backward pass is the closure it hands to ``step``: an optimizer
+    that never calls it would fail at the first step, so the run refuses it as bad input."""
+    result = run_main(capsys, "train", *TINY, f"optimizer.name={PACKAGE}:NoClosureSGD", f"out_dir={tmp_path}")
+    assert_one_line_error(result, r"NoClosureSGD': its step\(closure\) does not call the closure")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_optbench_train_runs_an_import_path_and_a_plugin_under_larc(tmp_path, site):
     """``optbench train`` with the user's class by import path completes, its summary and

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from optimizers import LARC, CombinedOptimizer, OptimInfo, build_optimizer, check_options, optimizer_names
-from optimizers.behaviour import is_layer_wise, set_mode, trust_ratios
+from optimizers.behaviour import evaluates_closure, is_layer_wise, set_mode, trust_ratios
 from optimizers.larc import larc_grad_scales
 from optimizers.muon import hidden_matrices
 from optimizers.registry import canonical_name, lookup, optimizer_origin, resolved_defaults, resolved_options
@@ -247,6 +247,15 @@ def test_layer_wise_optimizers_are_found_by_behaviour(name, expected):
     """Per-tensor norms, trust ratios, orthogonalisation and factored moments make an update
     depend on the whole tensor; element-wise optimizers give the same numbers on its halves."""
     assert is_layer_wise(name) is expected
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sgd", True), ("larc_novograd", True), ("muon", True), ("schedule_free_adamw", True), (SIGNSGD, True),
+    (f"{PACKAGE}:NoClosureSGD", False), (f"{PACKAGE}:NoClosureArgument", False),
+    (f"larc:{PACKAGE}:NoClosureSGD", True),  # LARC evaluates the closure before the inner step
+])
+def test_an_optimizer_that_ignores_its_closure_is_found_by_behaviour(name, expected):
+    assert evaluates_closure(name) is expected
 
 
 def test_trust_ratios_come_from_optimizers_that_report_them():
