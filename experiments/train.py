@@ -28,7 +28,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer, run_dir,
+    to_yaml,
 )
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
@@ -36,6 +37,7 @@ from experiments.callbacks.layer_stats import LayerStatistics
 from experiments.callbacks.legacy_state import LEGACY_STATE_KEY
 from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.noise_scale import GradientNoiseScale
+from experiments.callbacks.optimizer_modes import OptimizerModes
 from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.progress import Progress, log
 from experiments.callbacks.step_timer import StepTiming
@@ -50,6 +52,7 @@ from experiments.store import (
 from experiments.tasks import build_task
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
+from optimizers.behaviour import evaluates_closure
 
 __all__ = ["train", "Run", "build_run", "fit", "finish", "run_dir", "wandb_run_id"]
 
@@ -65,14 +68,34 @@ def _keep_aside(root: Path) -> None:
 
 
 def _optimizer_factory(config: DictConfig, lr: float):
+    """The task's optimizer factory: ``optimizer.name`` with its options over the model, at the
+    peak rate ``lr``; bad options the config check could not see (a factory returning no
+    optimizer, a value only the constructor refuses) are a ``ConfigError``."""
     options = optimizer_options(config)
 
     def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
-        optimizer = build_optimizer(config.optimizer.name, model, lr=lr, **options)
+        try:
+            optimizer = build_optimizer(config.optimizer.name, model, lr=lr,
+                                        exclude_bias_and_norm=config.optimizer.exclude_bias_and_norm, **options)
+        except (ValueError, TypeError) as error:
+            message = str(error).splitlines()[0]
+            raise ConfigError(message if message.startswith("optimizer ") else
+                              f"optimizer {config.optimizer.name!r}: {message}") from None
         warn_if_clipping_with_larc(optimizer, config.trainer.gradient_clip_val)
         return optimizer
 
     return factory
+
+
+def _check_closure(config: DictConfig, lr: float) -> None:
+    """``ConfigError`` for an optimizer whose ``step`` ignores its closure (a user's, typically):
+    Lightning's training step is that closure, so the run would fail at its first step."""
+    if not evaluates_closure(config.optimizer.name, lr=lr, **optimizer_options(config)):
+        raise ConfigError(
+            f"optimizer {config.optimizer.name!r}: its step(closure) does not call the closure, which holds "
+            "Lightning's forward and backward pass; call it as torch.optim's optimizers do "
+            "(with torch.enable_grad(): loss = closure())"
+        )
 
 
 # Warnings that say nothing to an optbench user, each silenced by its own text, never by category:
@@ -178,10 +201,13 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
         warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
         power=config.schedule.power,
     )
+    factory = _optimizer_factory(config, lr)
     try:
-        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+        module, data = build_task(config, factory, lr_lambda)
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
+    factory(module.model)  # built once here, so that what only the constructor refuses is bad input
+    _check_closure(config, lr)
     target = config.target if config.target is not None else module.default_target[config.size]
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
@@ -204,8 +230,8 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
     # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
     # ends the step (after the read, which waits for the device) and the training row is written.
-    callbacks = [memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps), guard,
-                 timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
+    callbacks = [OptimizerModes(), memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps),
+                 guard, timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
     trainer = _trainer(config, store, [c for c in callbacks if c is not None])
     return Run(config=config, store=store, module=module, data=data, lr=lr, batch=batch, target=target,
                trainer=trainer, rows=rows, guard=guard, timing=timing, memory=memory, stop=stop,
@@ -282,7 +308,7 @@ def fit(run: Run) -> tuple[str, Optional[str]]:
     store, trainer = run.store, run.trainer
     resume = store.resume_checkpoint()
     if trainer.is_global_zero:
-        store.begin(to_yaml(run.config), collect_meta(), resume=resume is not None)
+        store.begin(to_yaml(recorded(run.config)), collect_meta(), resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
     status, error = COMPLETED, None
@@ -332,6 +358,7 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "run_id": run.store.root.name,
         "task": config.task,
         "optimizer": config.optimizer.name,
+        "optimizer_resolved": resolved_optimizer(config),  # its path, package, version and options
         "lr": run.lr,
         "effective_batch_size": run.batch,
         "seed": config.seed,

@@ -52,7 +52,7 @@ _TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", 
 _SEARCH = ("method", "trials", "seed", "objective", "space")
 _OVERRIDES = ("base", "space")
 OBJECTIVES = ("steps_to_target", "best")
-ALL = "all"  # a grid value list standing for every registered name (optimizer.name, task)
+ALL = "all"  # a grid value list standing for every registered name installed here (optimizer.name, task)
 
 
 class StudyError(ValueError):
@@ -219,7 +219,7 @@ def _registry_names(key: str, where: str) -> list[str]:
     if key == "optimizer.name":
         from optimizers.registry import optimizer_names
 
-        return optimizer_names()
+        return optimizer_names(installed=True)  # a peer without its extra is not in "all"
     if key == "task":
         from experiments.tasks import TASKS
 
@@ -268,15 +268,18 @@ def _check_points(space: tuple[Dimension, ...], method: str, where: str) -> None
 
 
 def _per_name(raw: Mapping[str, Any], section: str, where: str) -> dict[str, Overrides]:
+    """``optimizers:`` or ``tasks:``: base keys and search dimensions per name (an optimizer's
+    name may be an import path, resolved when the plan loads its runs)."""
     entries = _mapping(raw.get(section, {}), f"{where}: {section}")
     if not entries:
         return {}
+    from optimizers.outside import is_import_path
     names = _registry_names("optimizer.name" if section == "optimizers" else "task", where)
     method = (raw.get("search") or {}).get("method", "grid") if isinstance(raw.get("search"), dict) else "grid"
     out = {}
     for name, entry in entries.items():
         here = f"{where}: {section}.{name}"
-        if name not in names:
+        if name not in names and not (section == "optimizers" and is_import_path(str(name))):
             kind = "optimizer" if section == "optimizers" else "task"
             raise StudyError(f"{where}: {section}: unknown {kind} {name!r}; valid names: {', '.join(names)}")
         entry = _mapping(entry, here)

@@ -247,7 +247,7 @@ def test_unknown_names_suggest_the_closest_valid_one(overrides, hint):
 def test_unknown_optimizer_lists_every_name():
     """The unknown-optimizer message lists every registry name."""
     with pytest.raises(ConfigError) as info:
-        load_config(["optimizer.name=nadam"])
+        load_config(["optimizer.name=nadamm"])
     listed = str(info.value).split("valid names:")[1]
     assert [name.strip() for name in listed.split(",")] == optimizer_names()
 

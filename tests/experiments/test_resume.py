@@ -28,12 +28,12 @@ OVERRIDES = [*TINY, "seed=5", "trainer.max_steps=120", "trainer.val_every_n_step
 DEADLINE_S = 240
 
 
-def train_command(out_dir: Path) -> list[str]:
-    return [*optbench_command(), "train", *OVERRIDES, f"out_dir={out_dir}"]
+def train_command(out_dir: Path, overrides: list[str] = OVERRIDES) -> list[str]:
+    return [*optbench_command(), "train", *overrides, f"out_dir={out_dir}"]
 
 
-def run_to_completion(out_dir: Path) -> Path:
-    result = subprocess.run(train_command(out_dir), capture_output=True, text=True, timeout=DEADLINE_S,
+def run_to_completion(out_dir: Path, overrides: list[str] = OVERRIDES) -> Path:
+    result = subprocess.run(train_command(out_dir, overrides), capture_output=True, text=True, timeout=DEADLINE_S,
                             cwd=REPO, env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("completed: ")
@@ -58,14 +58,15 @@ def checkpoint_step(root: Path) -> int | None:
 
 
 def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool], ready: Callable[[Path, list[dict]], bool],
-              signum: signal.Signals = signal.SIGKILL) -> tuple[Path, list[dict], subprocess.Popen]:
+              signum: signal.Signals = signal.SIGKILL,
+              overrides: list[str] = OVERRIDES) -> tuple[Path, list[dict], subprocess.Popen]:
     """Start the run and poll its metrics; whenever ``trigger(rows)`` holds, freeze the process
     (SIGSTOP), and if ``ready(root, rows)`` holds on the frozen store, send it ``signum`` (and
     SIGCONT, so that it handles a catchable one) and wait for its end, else let it go on
     (SIGCONT). Freezing first makes a narrow kill window (one validation) reliably hit.
     Returns the run directory, the rows seen just before the signal and the ended process
     (its stderr readable)."""
-    process = subprocess.Popen(train_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    process = subprocess.Popen(train_command(out_dir, overrides), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                cwd=REPO, env=subprocess_env())
     try:
         deadline = time.monotonic() + DEADLINE_S
@@ -153,9 +154,9 @@ def test_interrupted_run_says_so_and_resumes_to_the_uninterrupted_result(tmp_pat
     assert_resumes_to(root, tmp_path, uninterrupted)
 
 
-def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path) -> None:
+def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path, overrides: list[str] = OVERRIDES) -> None:
     """The same command, run again, completes ``root`` as ``uninterrupted`` completed."""
-    assert run_to_completion(out_dir) == root
+    assert run_to_completion(out_dir, overrides) == root
     resumed = json.loads((root / "summary.json").read_text())
     reference = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["run_id"] == reference["run_id"] == root.name
@@ -234,3 +235,19 @@ def test_resumed_validation_rows_match_the_uninterrupted_run(tmp_path, uninterru
         skip_outside_ci(f"the kill landed elsewhere: (checkpoint step, step-{step} validation logged) = {landed}")
     run_to_completion(tmp_path)
     assert val_rows(root) == val_rows(uninterrupted)
+
+
+# Schedule-Free AdamW: the weights it trains on are not those it is evaluated on; the training
+# loop switches it around each validation, and checkpoints hold the training point.
+SCHEDULE_FREE = [*OVERRIDES, "optimizer.name=schedule_free_adamw", "optimizer.lr=0.003", "schedule.name=constant"]
+
+
+def test_a_schedule_free_run_killed_and_resumed_ends_as_the_uninterrupted_one(tmp_path_factory):
+    """Schedule-Free AdamW killed past step 40 with a checkpoint on disk resumes to its
+    uninterrupted twin's result: every training loss, every validation (taken at the evaluation
+    point) and every final value equal."""
+    uninterrupted = run_to_completion(tmp_path_factory.mktemp("schedule-free"), SCHEDULE_FREE)
+    out_dir = tmp_path_factory.mktemp("schedule-free-killed")
+    root, _, _ = kill_when(out_dir, past_40, past_40_with_checkpoint, overrides=SCHEDULE_FREE)
+    assert not (root / "summary.json").exists()
+    assert_resumes_to(root, out_dir, uninterrupted, SCHEDULE_FREE)
