@@ -28,7 +28,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, resolved_target, run_dir, to_yaml,
 )
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
@@ -47,7 +47,7 @@ from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import (
     COMPLETED, DIVERGED, FAILED, FINISHED, INTERRUPTED, RunLockedError, RunStore, collect_meta, finite_or_none,
 )
-from experiments.tasks import build_task
+from experiments.tasks import TaskError, build_task, task_info
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 
@@ -125,7 +125,7 @@ class Run:
 
     @property
     def metric(self) -> str:
-        return f"val/{self.module.metric}"
+        return f"val/{self.module.info.metric}"
 
 
 def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional[float] = None) -> Optional[dict[str, Any]]:
@@ -180,9 +180,11 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     )
     try:
         module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+    except TaskError as exc:  # a piece of the task missing or of the wrong kind
+        raise ConfigError(str(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
-    target = config.target if config.target is not None else module.default_target[config.size]
+    target = resolved_target(config)
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
                             divergence_factor=trainer_config.divergence_factor)
@@ -190,7 +192,7 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     memory = TrainingPeakMemory()
     wandb = _wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None
     rows = MetricRows(store, wandb=wandb, guard=guard, timing=timing, log_every=trainer_config.log_every_n_steps)
-    stop_at_target = (StopAtTarget(f"val/{module.metric}", target, module.higher_is_better)
+    stop_at_target = (StopAtTarget(f"val/{module.info.metric}", target, module.info.higher_is_better)
                       if trainer_config.stop_at_target else None)
     noise_scale = GradientNoiseScale(
         rows.write, micro_batch=config.data.batch_size, accumulate=trainer_config.accumulate_grad_batches,
@@ -330,7 +332,7 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "status": status,
         "error": error,
         "run_id": run.store.root.name,
-        "task": config.task,
+        "task": module.info.name,
         "optimizer": config.optimizer.name,
         "lr": run.lr,
         "effective_batch_size": run.batch,
@@ -338,11 +340,11 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "diverged_at_step": run.guard.diverged_at,
         "metric": run.metric,
-        "higher_is_better": module.higher_is_better,
+        "higher_is_better": module.info.higher_is_better,
         "final": {k: finite_or_none(v) for k, v in run.rows.final.items()},
-        "best": {run.metric: best((value for _, value in curve), module.higher_is_better)},
+        "best": {run.metric: best((value for _, value in curve), module.info.higher_is_better)},
         "target": run.target,
-        "steps_to_target": steps_to_target(curve, run.target, module.higher_is_better),
+        "steps_to_target": steps_to_target(curve, run.target, module.info.higher_is_better),
         "wall_time_s": run.rows.elapsed(),
         "train_step_time_s": run.timing.timer.mean(),
         "throughput_samples_per_s": run.timing.throughput(),
@@ -374,7 +376,7 @@ def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
 
     return WandbLogger(
         project=config.logger.project, entity=config.logger.entity, group=config.study,
-        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.run_id,
+        tags=[config.optimizer.name, task_info(config.task).name, *config.logger.tags], name=store.run_id,
         id=wandb_run_id(store, force), save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
         config=OmegaConf.to_container(config, resolve=True),
     )
