@@ -77,7 +77,7 @@ def task_info(task: str) -> TaskInfo:
     for piece in ("module", "data"):
         module_name = getattr(info, piece).partition(":")[0]
         if not _findable(module_name):
-            raise TaskError(f"task {task!r}: its {piece} {getattr(info, piece)!r} names module {module_name!r}, "
+            raise TaskError(f"task {task!r}: its {piece} {getattr(info, piece)} names module {module_name!r}, "
                             "which is not found")
     return info
 

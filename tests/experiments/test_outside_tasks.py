@@ -162,7 +162,7 @@ UNUSABLE = [
                  "task '{package}:task' is named 'vision', as a built-in task is: give it another name",
                  id="name-of-a-built-in"),
     pytest.param({"module": '"{package}.modle:WavesTask"'}, "{package}:task",
-                 "task '{package}:task': its module '{package}.modle:WavesTask' names module '{package}.modle', "
+                 "task '{package}:task': its module {package}.modle:WavesTask names module '{package}.modle', "
                  "which is not found", id="module-not-found"),
     pytest.param({"size_settings": '{"tiny": {"trainer.max_step": 5}}'}, "{package}:task",
                  "task '{package}:task': size_settings['tiny']: unknown config key 'trainer.max_step' "
