@@ -308,6 +308,8 @@ SAME_RUN = [
     pytest.param([], ["trainer.log_every_n_steps=7", "trainer.layer_stats_every_n_steps=9"], id="logging-intervals"),
     pytest.param([], ["trainer.accelerator=cpu"], id="accelerator-cpu-vs-auto"),
     pytest.param([], ["target=0.5"], id="target-without-stop-at-target"),
+    pytest.param(["trainer.stop_at_target=true"], ["trainer.stop_at_target=true", "target=0.93"],
+                 id="task-default-target-spelt-out"),
     pytest.param([], ["optimizer.weight_decay=0.001"], id="explicit-default-weight-decay"),
     pytest.param([], ["optimizer.betas=[0.95,0.98]", "optimizer.eps=1e-8"], id="explicit-default-options"),
     pytest.param(["optimizer.eps=1"], ["optimizer.eps=1.0"], id="int-vs-float"),
