@@ -202,7 +202,8 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=False, enable_version_counter=False)
-    progress = Progress(effective_batch_size=batch, every_s=progress_every_s) if progress_every_s is not None else None
+    progress = (Progress(effective_batch_size=batch, metric=f"val/{module.info.metric}", every_s=progress_every_s)
+                if progress_every_s is not None else None)
     # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
     # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
     # ends the step (after the read, which waits for the device) and the training row is written.

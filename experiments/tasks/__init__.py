@@ -60,14 +60,15 @@ def task_info(task: str) -> TaskInfo:
     if task in BUILTIN:
         return BUILTIN[task]
     if ":" in task:
-        info = _load(task, lambda: load_object(task, passthrough=(TaskError,)))
+        info = _load(task, task)
         if info.name in BUILTIN:
             raise TaskError(f"task {task!r} is named {info.name!r}, as a built-in task is: give it another name")
     elif task in _plugins():
         entry = _plugins()[task]
-        info = _load(task, entry.load, f" (entry point {entry.value} of {_distribution(entry)})")
+        path = f"{entry.module}:{entry.attr}"
+        info = _load(task, path, f" (entry point {path} of {_distribution(entry)})")
         if info.name != task:
-            raise TaskError(f"task {task!r}: entry point {entry.value} describes a task named {info.name!r}")
+            raise TaskError(f"task {task!r}: entry point {path} describes a task named {info.name!r}")
     else:
         from optimizers.did_you_mean import did_you_mean  # optimizers loads torch: only when needed
 
@@ -82,16 +83,14 @@ def task_info(task: str) -> TaskInfo:
     return info
 
 
-def _load(task: str, load: Any, origin: str = "") -> TaskInfo:
-    """The ``TaskInfo`` that ``load()`` returns, every failure worded as a ``TaskError``."""
+def _load(task: str, path: str, origin: str = "") -> TaskInfo:
+    """The ``TaskInfo`` at ``path``, every failure worded as a ``TaskError`` naming ``task``."""
     try:
-        info = load()
+        info = load_object(path, passthrough=(TaskError,))
     except TaskError as error:  # raised by TaskInfo(...) as its module was imported
         raise TaskError(f"task {task!r}{origin}: invalid description: {error}") from None
     except ImportPathError as error:
-        raise TaskError(f"task {task!r}: {error}") from None
-    except Exception as error:  # noqa: BLE001 - an entry point's module failing to import, in one line
-        raise TaskError(f"task {task!r}{origin} does not load ({type(error).__name__}: {error})") from None
+        raise TaskError(f"task {task!r}{origin}: {error}") from None
     if not isinstance(info, TaskInfo):
         raise TaskError(f"task {task!r}{origin} is a {type(info).__name__}, not a TaskInfo (experiments.tasks.info)")
     return info

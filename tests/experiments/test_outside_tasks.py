@@ -244,8 +244,8 @@ ENTRY_POINT_ERRORS = [
     pytest.param("ripples", "{package}:task",
                  "task 'ripples': entry point {package}:task describes a task named 'waves'", id="other-name"),
     pytest.param("waves", "nosuchpackage:task",
-                 "task 'waves' (entry point nosuchpackage:task of wavetask 1.0) does not load "
-                 "(ModuleNotFoundError: No module named 'nosuchpackage')", id="does-not-load"),
+                 "task 'waves' (entry point nosuchpackage:task of wavetask 1.0): module 'nosuchpackage' does not "
+                 "import (ModuleNotFoundError: No module named 'nosuchpackage')", id="does-not-load"),
     pytest.param("vision", "{package}:task",
                  "entry point vision = {package}:task of wavetask 1.0 (group optbench.tasks) takes the name of a "
                  "built-in task", id="built-in-name"),
@@ -281,16 +281,19 @@ def package_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(package_root, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out_dir = tmp_path_factory.mktemp("runs")
-    return optbench(package_root, "train", "task=wavetask:task", *RUN, f"out_dir={out_dir}"), out_dir
+    return optbench(package_root, "train", "task=wavetask:task", *RUN, f"out_dir={out_dir}", "--progress-every", "0"), \
+        out_dir
 
 
 @pytest.mark.slow
 def test_optbench_train_trains_a_users_task_into_the_store(trained, package_root, monkeypatch):
     """Completed, in the run directory its config names (the same run_id in this process), with
     the description's name, metric, direction and target in its summary, the data's model options
-    in its model, validation rows of val/mse and layer statistics of its layers."""
+    in its model, validation rows of val/mse (in its progress lines too) and layer statistics of
+    its layers."""
     result, out_dir = trained
     assert result.returncode == 0, result.stderr
+    assert "  val/mse " in result.stderr.splitlines()[-1], result.stderr
     (root,) = find_runs(out_dir)
     monkeypatch.syspath_prepend(str(package_root))
     assert root.name == run_id(load_config(["task=wavetask:task", *RUN, f"out_dir={out_dir}"]))
