@@ -23,7 +23,7 @@ from analysis.sources.run_data import LAYERS_SCHEMA, METRICS_SCHEMA
 
 __all__ = ["Cache", "CachedRuns", "default_cache_dir"]
 
-VERSION = 2  # of the cache's layout and of the rows it holds: another version is ignored
+VERSION = 3  # of the cache's layout and of the rows it holds: another version is ignored
 
 
 def default_cache_dir() -> Path:

@@ -10,8 +10,11 @@ column                         meaning
 =============================  =====================================================================
 source                         ``store`` or ``wandb``
 path                           the run directory, the wandb run folder, or ``wandb:ENTITY/PROJECT/ID``
-study, run_id                  the run store's names (wandb: the group, and the run's name)
-task, size, optimizer          from the summary, else the config
+study, run_id                  the run store's names (wandb: the config's ``study``, else the group,
+                               else the project; and, for a run optbench logged, its summary's
+                               ``run_id``, else the run's name)
+task, size, optimizer          from the map, else the summary, else the config (a wandb run without
+                               a task: its project); ``analysis.conventions`` lists the names read
 batch_size                     effective batch size (batch × accumulation × devices), int
 lr                             the effective learning rate (after ``lr_scaling``)
 weight_decay                   ``optimizer.weight_decay`` as configured; NaN = the optimizer's default
@@ -33,14 +36,17 @@ peak_memory_bytes,
 optimizer_state_bytes,
 num_parameters,
 grad_noise_scale               from the summary (NaN without one)
+left_out                       the fields a comparison needs that nothing gave the run, as map field
+                               names (``lr step``; task, optimizer, batch_size, lr, step, and for a
+                               finished run metric and metric.higher_is_better): such a run is left
+                               out of the comparisons; missing when none is lacking
 config.<dotted.key>            every config key, flattened (lists as JSON text):
                                ``config.optimizer.options.momentum``, ``config.trainer.max_steps``
 =============================  =====================================================================
 
-Runs without a summary (running, killed) get metric, direction, target, best, final,
-steps_to_target, global_step and wall_time_s from their metrics rows, the direction and target
-from summarised runs of the same metric and task (else the direction from how ``val/<m>_best``
-moves).
+Runs without a summary (running, killed, and runs optbench did not write) get metric, direction,
+target, best, final, steps_to_target, global_step and wall_time_s from their metrics rows
+(``analysis.unfinished``), unless a map names the metric (then at read, the same way).
 
 **metrics**: long format, one row per logged value: study, run_id, step (int), epoch (float),
 wall_time (training seconds), metric (``train/loss``, ``lr``, ``throughput``, ``val/acc``,
@@ -64,7 +70,7 @@ __all__ = [
     "SOURCE", "PATH", "STUDY", "RUN_ID", "TASK", "SIZE", "OPTIMIZER", "BATCH_SIZE", "LR", "WEIGHT_DECAY", "SEED",
     "STATUS", "ERROR", "METRIC", "HIGHER_IS_BETTER", "TARGET", "BEST", "FINAL", "STEPS_TO_TARGET", "GLOBAL_STEP",
     "MAX_STEPS", "WALL_TIME_S", "STEP_TIME_S", "THROUGHPUT", "PEAK_MEMORY", "STATE_BYTES", "NUM_PARAMETERS",
-    "GRAD_NOISE_SCALE",
+    "GRAD_NOISE_SCALE", "LEFT_OUT",
     "STEP", "EPOCH", "WALL_TIME", "VALUE", "LAYER",
 ]
 
@@ -77,6 +83,7 @@ METRIC, HIGHER_IS_BETTER, TARGET, BEST, FINAL, STEPS_TO_TARGET = (
 GLOBAL_STEP, MAX_STEPS, WALL_TIME_S, STEP_TIME_S = "global_step", "max_steps", "wall_time_s", "train_step_time_s"
 THROUGHPUT, PEAK_MEMORY, STATE_BYTES, NUM_PARAMETERS, GRAD_NOISE_SCALE = (
     "throughput_samples_per_s", "peak_memory_bytes", "optimizer_state_bytes", "num_parameters", "grad_noise_scale")
+LEFT_OUT = "left_out"
 STEP, EPOCH, WALL_TIME, VALUE, LAYER = "step", "epoch", "wall_time", "value", "layer"
 CONFIG_PREFIX = "config."
 
@@ -87,7 +94,7 @@ _RUN_DTYPES: dict[str, str] = {
     METRIC: "str", HIGHER_IS_BETTER: "boolean", TARGET: "float64", BEST: "float64", FINAL: "float64",
     STEPS_TO_TARGET: "float64", GLOBAL_STEP: "Int64", MAX_STEPS: "Int64", WALL_TIME_S: "float64",
     STEP_TIME_S: "float64", THROUGHPUT: "float64", PEAK_MEMORY: "float64", STATE_BYTES: "float64",
-    NUM_PARAMETERS: "Int64", GRAD_NOISE_SCALE: "float64",
+    NUM_PARAMETERS: "Int64", GRAD_NOISE_SCALE: "float64", LEFT_OUT: "str",
 }
 RUN_COLUMNS = tuple(_RUN_DTYPES)
 METRIC_COLUMNS = (STUDY, RUN_ID, STEP, EPOCH, WALL_TIME, METRIC, VALUE)

@@ -7,9 +7,12 @@ store runs is read as a store (the wandb folders inside its runs are copies of t
 pass ``<run>/wandb`` to read those instead.
 
 Each run is cached with a key (its files' sizes and mtimes; online, wandb's state, heartbeat and
-history length): a second load reads again only the runs whose key changed, plus those that
-left a file out. Whether a run without a summary is running is decided at every load (a live
-lock, or a wandb file written to in the last minute), never cached.
+history length; and the map's digest): a second load reads again only the runs whose key
+changed, plus those that left a file out. Whether a run without a summary is running is decided
+at every load (a live lock, or a wandb file written to in the last minute), never cached.
+
+A map (``analysis.run_map``) says where the fields of runs optbench did not write are; it is
+applied as each run is read, and checked against all of them once they are.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import pyarrow as pa
 
 from analysis.cache import Cache, CachedRuns, default_cache_dir
 from analysis.frames import Frames, typed_runs
+from analysis.left_out import mark_metrics
+from analysis.run_map import MapReport, RunMap, check
 from analysis.sources import store as store_source
 from analysis.sources import wandb_api, wandb_files
 from analysis.sources.run_data import LAYERS_SCHEMA, METRICS_SCHEMA, RunData
@@ -51,11 +56,12 @@ class _Source:
     is_live: Callable[[str], bool]
 
 
-def _resolve(spec: str, api: Optional[Any]) -> _Source:
+def _resolve(spec: str, api: Optional[Any], run_map: Optional[RunMap]) -> _Source:
+    digest = run_map.digest if run_map is not None else None
     if spec.startswith("wandb:"):
         runs = wandb_api.api_runs(spec, api)
         return _Source(spec, [_Unit(f"wandb:{'/'.join(wandb_api.parse_spec(spec)[:2])}/{r.id}",
-                                    wandb_api.api_run_key(r), partial(wandb_api.read_api_run, spec, r))
+                                    [wandb_api.api_run_key(r), digest], partial(wandb_api.read_api_run, spec, r, run_map))
                               for r in runs], lambda path: False)
     root = Path(spec).resolve()
     if not root.is_dir():
@@ -63,12 +69,12 @@ def _resolve(spec: str, api: Optional[Any]) -> _Source:
                          f"or wandb:ENTITY/PROJECT[/GROUP])")
     runs = [] if wandb_files.is_wandb_dir(root) else store_source.store_runs(root)
     if runs:
-        return _Source(f"store:{root}", [_Unit(str(p), store_source.store_run_key(p),
-                                               partial(store_source.read_store_run, p)) for p in runs],
+        return _Source(f"store:{root}", [_Unit(str(p), [store_source.store_run_key(p), digest],
+                                               partial(store_source.read_store_run, p, run_map)) for p in runs],
                        lambda path: store_source.is_live(Path(path)))
     folders = wandb_files.find_wandb_runs(root)
-    return _Source(f"wandb-files:{root}", [_Unit(str(f[0]), wandb_files.wandb_run_key(f),
-                                                 partial(wandb_files.read_wandb_run, f)) for f in folders],
+    return _Source(f"wandb-files:{root}", [_Unit(str(f[0]), [wandb_files.wandb_run_key(f), digest],
+                                                 partial(wandb_files.read_wandb_run, f, run_map)) for f in folders],
                    wandb_files.is_live)
 
 
@@ -82,6 +88,8 @@ def _read_source(source: _Source, cache: Cache, workers: int) -> tuple[list[dict
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             data = list(pool.map(lambda unit: unit.read(), fresh))
+        for unit, read in zip(fresh, data):
+            read.key = unit.key
         good = [d for d in data if not d.skipped]
         kept = CachedRuns(
             {**kept.entries, **{d.row["path"]: {"key": d.key, "row": d.row} for d in good}},
@@ -100,28 +108,32 @@ def _read_source(source: _Source, cache: Cache, workers: int) -> tuple[list[dict
 
 
 def load(sources: list[str], cache_dir: Optional[Path | str] = _DEFAULT, *, api: Optional[Any] = None,
-         workers: Optional[int] = None) -> Frames:  # type: ignore[assignment]
+         workers: Optional[int] = None, run_map: Optional[RunMap] = None) -> Frames:  # type: ignore[assignment]
     """Read ``sources`` into ``Frames(runs, metrics, layers)`` (schema: ``analysis.frames``).
 
     ``cache_dir``: where the parquet cache lives (default ``default_cache_dir()``; None: no
     cache). ``api``: the wandb public-API client for ``wandb:`` sources (default ``wandb.Api()``;
     see ``analysis.sources.wandb_api`` for what a stub needs). ``workers``: threads reading runs.
+    ``run_map``: where the fields of runs optbench did not write are (``analysis.run_map.read_map``).
     A file that cannot be read is left out with one ``SkippedFileWarning`` naming it. A source
-    that is not there, or holds no runs, raises ``ValueError`` naming it.
+    that is not there, or holds no runs, raises ``ValueError`` naming it, and so does a map that
+    does not fit the runs (a block that matches none, a key none of its runs has).
     """
     cache_root = default_cache_dir() if cache_dir is _DEFAULT else cache_dir
     workers = workers or os.cpu_count() or 2
     rows: list[dict] = []
     metrics, layers = [METRICS_SCHEMA.empty_table()], [LAYERS_SCHEMA.empty_table()]
     for spec in sources:
-        source = _resolve(str(spec), api)
+        source = _resolve(str(spec), api, run_map)
         if not source.units:
             raise ValueError(f"no runs in {spec}")
         source_rows, source_metrics, source_layers = _read_source(source, Cache(cache_root, source.cache_id), workers)
         rows += source_rows
         metrics.append(source_metrics)
         layers.append(source_layers)
+    if run_map is not None:
+        check(run_map, [MapReport.from_json(row["_map"]) for row in rows])
     metrics_frame = pa.concat_tables(metrics).drop_columns(["path"]).to_pandas()
     layers_frame = pa.concat_tables(layers).drop_columns(["path"]).to_pandas()
-    runs = complete_unfinished(typed_runs(rows), metrics_frame)
+    runs = mark_metrics(complete_unfinished(typed_runs(rows), metrics_frame))
     return Frames(runs, metrics_frame, layers_frame)

@@ -16,7 +16,7 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import jinja2
 import pandas as pd
@@ -26,6 +26,7 @@ from analysis import frames as F
 from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
+from analysis.left_out import describe, lacking, split
 from analysis.paper_table import format_mean_std, paper_latex, paper_markdown
 from experiments.store import COMPLETED, RUN_STATUSES
 
@@ -34,7 +35,7 @@ __all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLU
 RUNS_COLUMNS = [F.STUDY, F.RUN_ID, F.TASK, F.SIZE, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.WEIGHT_DECAY, F.SEED, F.STATUS,
                 F.METRIC, F.TARGET, F.BEST, F.FINAL, F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S,
                 F.STEP_TIME_S, F.THROUGHPUT, F.PEAK_MEMORY, F.STATE_BYTES, F.NUM_PARAMETERS, F.GRAD_NOISE_SCALE,
-                F.ERROR, F.PATH]
+                F.LEFT_OUT, F.ERROR, F.PATH]
 _PROBLEMS = tuple(status for status in RUN_STATUSES if status != COMPLETED)  # listed, with their error line
 
 
@@ -47,10 +48,14 @@ class Figure:
     png: Path
 
 
-def write_tables(c: Comparison, out: Path) -> dict[str, pd.DataFrame]:
-    """Write every table under ``out/tables``; return the CSV tables by file stem."""
+def write_tables(c: Comparison, out: Path, left_out: Optional[pd.DataFrame] = None) -> dict[str, pd.DataFrame]:
+    """Write every table under ``out/tables``; return the CSV tables by file stem. ``runs.csv``
+    lists the compared runs and then those ``left_out`` of the comparisons."""
+    runs = c.runs[RUNS_COLUMNS].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED])
+    if left_out is not None and len(left_out):
+        runs = pd.concat([runs, left_out[RUNS_COLUMNS].sort_values([F.STUDY, F.RUN_ID])], ignore_index=True)
     tables = {
-        "runs": c.runs[RUNS_COLUMNS].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED]),
+        "runs": runs,
         "scaling": c.scaling, "stability": c.stability, "memory": c.memory, "targets": c.targets,
         "critical_batch": c.critical_batch, "stable_lr": c.stable_lr, "paper": c.paper,
     }
@@ -81,7 +86,7 @@ def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
                       lambda curves=curves, task=task: fig.convergence_figure(curves, colors, task)))
     plans.append(("targets", "Steps and time to target of each optimizer's best configuration (mean and 95% "
                   "t-interval; hatched: some runs never reached it and count at their budget).",
-                  "" if len(c.best_targets) else "steps to target: no finished run has a target",
+                  "" if len(c.best_targets) else "steps to target: no finished run has a target (a map's metric.target sets one)",
                   lambda: fig.targets_figure(c.best_targets, colors)))
     has_memory = len(c.memory) and c.memory[[F.STATE_BYTES, F.PEAK_MEMORY]].notna().any().any()
     plans.append(("memory", "Optimizer state and peak memory (median over runs).",
@@ -113,13 +118,31 @@ def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
     return plans
 
 
-def write_figures(c: Comparison, out: Path) -> tuple[list[Figure], list[str]]:
+# What each figure needs of a run (by the first word of the figure's name), so that a figure not
+# drawn names the fields the runs left out lack, the cause, beside its consequence.
+_NEEDS = {"convergence": ("task", "optimizer", "step", "metric", "metric.higher_is_better"),
+          "targets": ("task", "optimizer", "step", "metric"), "memory": (),
+          "stability": ("task", "optimizer", "lr", "metric"),
+          "scaling": ("task", "optimizer", "batch_size", "lr", "step", "metric"),
+          "profiles": ("task", "optimizer", "step", "metric"), "layers": ()}
+
+
+def _cause(name: str, left_out: Optional[pd.DataFrame]) -> str:
+    """``"; of the runs left out, 6 have no learning rate known"`` for the fields a figure needs
+    that runs left out lack; "" if none does."""
+    if left_out is None or left_out.empty:
+        return ""
+    words = lacking(left_out, _NEEDS[name.split("_")[0]])
+    return f"; of the runs left out, {words} known" if words else ""
+
+
+def write_figures(c: Comparison, out: Path, left_out: Optional[pd.DataFrame] = None) -> tuple[list[Figure], list[str]]:
     """Write the figures the data supports under ``out/figures``; return them and, for each
-    figure left out, why."""
+    figure left out, why (and, where runs were ``left_out`` lacking what it needs, that cause)."""
     written, skipped = [], []
     for name, caption, why, build in _plans(c):
         if why:
-            skipped.append(why)
+            skipped.append(why + _cause(name, left_out))
             continue
         written.append(Figure(name, caption, fig.save(build(), out / "figures", name)))
     return written, skipped
@@ -145,7 +168,7 @@ def _problems(runs: pd.DataFrame) -> pd.DataFrame:
     return rows[[F.STUDY, F.RUN_ID, F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED, F.STATUS, F.GLOBAL_STEP, F.ERROR]]
 
 
-def _overview(c: Comparison, sources: list[str]) -> dict[str, object]:
+def _overview(c: Comparison, sources: list[str], left_out: pd.DataFrame) -> dict[str, object]:
     runs = c.runs
 
     def values(column: str) -> str:
@@ -154,13 +177,22 @@ def _overview(c: Comparison, sources: list[str]) -> dict[str, object]:
     tasks = [f"{t} ({c.metrics.get(t, '?')}, {'higher' if c.directions.get(t, True) else 'lower'} is better"
              + (f", target {c.targets.loc[c.targets[F.TASK] == t, F.TARGET].iloc[0]:g}" if (c.targets[F.TASK] == t).any() else "")
              + ")" for t in sorted(runs[F.TASK].dropna().unique())]
-    return {"sources": sources, "n_runs": len(runs), "statuses": runs[F.STATUS].value_counts().to_dict(),
+    return {"sources": sources, "n_runs": len(runs) + len(left_out), "n_left_out": len(left_out),
+            "statuses": pd.concat([runs[F.STATUS], left_out[F.STATUS]]).value_counts().to_dict(),
             "studies": values(F.STUDY), "tasks": tasks, "optimizers": values(F.OPTIMIZER),
             "batch_sizes": values(F.BATCH_SIZE), "lrs": values(F.LR), "seeds": values(F.SEED)}
 
 
-def render_html(c: Comparison, figures: list[Figure], skipped: list[str], sources: list[str]) -> str:
-    """The report page: overview, findings, paper table, figures (embedded), tables, problems."""
+def _left_out_table(left_out: pd.DataFrame) -> pd.DataFrame:
+    rows = left_out.assign(why=left_out[F.LEFT_OUT].map(describe))
+    return rows[[F.STUDY, F.RUN_ID, F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED, F.STATUS, "why", F.PATH]]
+
+
+def render_html(c: Comparison, figures: list[Figure], skipped: list[str], sources: list[str],
+                left_out: Optional[pd.DataFrame] = None) -> str:
+    """The report page: overview, findings, paper table, figures (embedded), tables, problems,
+    and the runs ``left_out`` of the comparisons with why."""
+    left_out = c.runs.iloc[0:0] if left_out is None else left_out
     embedded = [(f.name, f.caption, base64.b64encode(f.png.read_bytes()).decode("ascii")) for f in figures]
     tables = [(title, _html_table(frame)) for title, frame in (
         ("Steps and time to target per configuration (censored runs at their budget)", c.cell_targets),
@@ -172,21 +204,23 @@ def render_html(c: Comparison, figures: list[Figure], skipped: list[str], source
     ) if len(frame)]
     problems = _problems(c.runs)
     template = jinja2.Environment(autoescape=True).from_string(_TEMPLATE)
-    return template.render(overview=_overview(c, sources), findings=findings(c),
+    return template.render(overview=_overview(c, sources, left_out), findings=findings(c),
                            paper=_paper_html(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
                            tables=tables, problems=_html_table(problems) if len(problems) else "",
-                           runs=_html_table(c.runs[RUNS_COLUMNS[:-2]]))
+                           left_out=_html_table(_left_out_table(left_out)) if len(left_out) else "",
+                           runs=_html_table(c.runs[RUNS_COLUMNS[:-3]]))
 
 
 def write_report(frames: Frames, out: Path | str, sources: list[str]) -> Path:
-    """Compare ``frames`` and write every table, figure and ``index.html`` under ``out``;
-    return the page's path."""
+    """Compare the runs of ``frames`` that can be compared (``analysis.left_out``) and write
+    every table, figure and ``index.html`` under ``out``; return the page's path."""
     out = Path(out)
-    c = compare(frames)
-    write_tables(c, out)
-    figures, skipped = write_figures(c, out)
+    kept, left_out = split(frames)
+    c = compare(kept)
+    write_tables(c, out, left_out)
+    figures, skipped = write_figures(c, out, left_out)
     page = out / "index.html"
-    page.write_text(render_html(c, figures, skipped, sources))
+    page.write_text(render_html(c, figures, skipped, sources, left_out))
     return page
 
 
@@ -203,7 +237,7 @@ details summary { cursor: pointer; }
 <h2>What was compared</h2>
 <ul>
 <li>Sources: {% for s in overview.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</li>
-<li>{{ overview.n_runs }} runs: {% for status, n in overview.statuses.items() %}{{ n }} {{ status }}{% if not loop.last %}, {% endif %}{% endfor %}</li>
+<li>{{ overview.n_runs }} runs: {% for status, n in overview.statuses.items() %}{{ n }} {{ status }}{% if not loop.last %}, {% endif %}{% endfor %}{% if overview.n_left_out %}; {{ overview.n_left_out }} left out of the comparisons (<a href="#left-out">why</a>){% endif %}</li>
 <li>Studies: {{ overview.studies }}</li>
 <li>Tasks: {{ overview.tasks | join("; ") }}</li>
 <li>Optimizers: {{ overview.optimizers }}</li>
@@ -223,6 +257,10 @@ details summary { cursor: pointer; }
 {% if skipped %}<p>Not drawn, for lack of data:</p><ul>{% for why in skipped %}<li>{{ why }}</li>{% endfor %}</ul>{% endif %}
 <h2>Tables</h2>
 {% for title, table in tables %}<h3>{{ title }}</h3>{{ table | safe }}{% endfor %}
+{% if left_out %}<h2 id="left-out">Runs left out</h2>
+<p>Each lacks a field a comparison needs that neither its config, summary and history nor the map gave it
+(<code>optbench analyze --map MAP.yaml</code>; <code>optbench analyze --help</code> shows a map).</p>
+{{ left_out | safe }}{% endif %}
 <h2>Runs that diverged, failed or did not finish</h2>
 {% if problems %}{{ problems | safe }}{% else %}<p>None: every run completed.</p>{% endif %}
 <details><summary>All runs</summary>{{ runs | safe }}</details>

@@ -147,7 +147,8 @@ def _study_list(args: argparse.Namespace, console: Console) -> int:
 def _analyze(args: argparse.Namespace, console: Console) -> int:
     from analysis.analyze import analyze
 
-    analyze(args.sources, args.out, cache_dir=args.cache_dir, cache=not args.no_cache, console=console)
+    analyze(args.sources, args.out, cache_dir=args.cache_dir, cache=not args.no_cache, run_map=args.map,
+            console=console)
     return 0
 
 
@@ -214,10 +215,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="progress line interval when stderr is not a terminal (default 5)")
     train.set_defaults(func=_train)
 
-    analyze = commands.add_parser("analyze", help="tables, figures and an HTML report from runs")
+    from analysis.run_map import foreign_runs_help
+
+    analyze = commands.add_parser("analyze", help="tables, figures and an HTML report from runs",
+                                  epilog=foreign_runs_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     analyze.add_argument("sources", nargs="+", metavar="SOURCE",
                          help="run-store directory, directory of wandb runs, or wandb:ENTITY/PROJECT[/GROUP]")
     analyze.add_argument("--out", required=True, help="report directory (index.html, tables/, figures/)")
+    analyze.add_argument("--map", metavar="MAP.yaml",
+                         help="where the fields of runs optbench did not write are (see below)")
     analyze.add_argument("--cache-dir", help="parquet cache (default $OPTBENCH_CACHE_DIR or ~/.cache/optbench/analysis)")
     analyze.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
     analyze.set_defaults(func=_analyze)

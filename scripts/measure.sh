@@ -22,7 +22,7 @@ sections=(
     "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, the goals, the fused kernel's cold build (~5 min)"
     "gpu|GPU|the CUDA optimizer step and each large task against a bare loop (needs a CUDA device; not in the default set)"
     "harness|Harness|optbench bench harness, default vision and tiny lm/asr (~10 min)"
-    "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps (~2 min)"
+    "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps, from the store and as foreign wandb runs (~5 min)"
     "first-run|The default run|optbench train with no arguments (~5 min)"
     "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
@@ -169,7 +169,7 @@ section_harness() {
 }
 
 section_analysis() {
-    echo "\`optbench bench analysis\` (1000 runs × 5000 logged steps):"
+    echo "\`optbench bench analysis\` (1000 runs × 5000 logged steps, from the store and as foreign wandb runs loaded with a map):"
     echo
     "$optbench" bench analysis | fenced
 }

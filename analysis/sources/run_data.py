@@ -1,12 +1,10 @@
-"""One run as every source delivers it: its runs-frame row, its metrics and its layer rows.
-
-The mapping from a run's config and summary to the runs-frame row lives here once, so that a
-run read from the store and the same run read from wandb give the same row.
+"""One run as every source delivers it: its runs-frame row, its metrics and its layer rows as
+Arrow tables (``RunData``), and the builders of those tables. How a run's config, summary and
+history become its row is ``analysis.sources.raw_run``.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -16,13 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import frames as F
-from experiments.dotted_keys import flatten
-from experiments.store import INCOMPLETE
 
-__all__ = ["RunData", "SkippedFileWarning", "skip", "run_row", "metrics_long", "layers_table",
-           "table_from_rows", "KEY_COLUMNS"]
-
-KEY_COLUMNS = ("step", "epoch", "wall_time")  # per-row context in metrics.jsonl, not metrics
+__all__ = ["RunData", "SkippedFileWarning", "skip", "metrics_long", "layers_table", "table_from_rows",
+           "METRICS_SCHEMA", "LAYERS_SCHEMA"]
 
 
 class SkippedFileWarning(UserWarning):
@@ -38,68 +32,14 @@ def skip(message: str) -> None:
 class RunData:
     """One run: ``row`` (runs-frame columns), ``metrics`` (long) and ``layers`` as Arrow tables,
     each carrying ``path`` so that the cache can replace one run's rows. ``skipped`` is set when a
-    file was left out (such a run is read again next time, and warns again)."""
+    file was left out (such a run is read again next time, and warns again); ``key``, what its
+    rows depend on, is set by ``load``."""
 
     row: dict[str, Any]
     metrics: pa.Table
     layers: pa.Table
     skipped: bool = False
     key: Any = field(default=None)
-
-
-def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """``{"optimizer": {"lr": 0.1}}`` → ``{"config.optimizer.lr": 0.1}``; lists as JSON text."""
-    return {key: json.dumps(value) if isinstance(value, (list, tuple)) else value
-            for key, value in flatten(config, F.CONFIG_PREFIX).items()}
-
-
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
-
-
-def run_row(source: str, path: str, study: str, run_id: str, config: dict[str, Any],
-            summary: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The runs-frame row of a run from its config and summary (None: not finished, or killed).
-
-    Batch size and learning rate without a summary come from the config through the training
-    code's own (torch-free) formulas; what only metrics can tell is filled in later
-    (``analysis.unfinished``).
-    """
-    from experiments.config import RunConfig, effective_batch_size
-    from experiments.schedule import scaled_lr
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    s = summary or {}
-    metric = s.get("metric")
-    batch, lr = s.get("effective_batch_size"), s.get("lr")
-    if (batch is None or lr is None) and _get(config, "data.batch_size") is not None:
-        try:  # a config.yaml written before a field existed takes that field's default
-            node = OmegaConf.merge(OmegaConf.structured(RunConfig), config)
-        except OmegaConfBaseException:  # or one from a later optbench, with fields unknown here
-            node = None
-        if node is not None:
-            batch = effective_batch_size(node) if batch is None else batch
-            lr = scaled_lr(node.optimizer.lr, node.optimizer.lr_scaling, batch,
-                           node.optimizer.reference_batch_size) if lr is None else lr
-    return {
-        F.SOURCE: source, F.PATH: path, F.STUDY: study, F.RUN_ID: run_id,
-        F.TASK: s.get("task", config.get("task")), F.SIZE: config.get("size"),
-        F.OPTIMIZER: s.get("optimizer", _get(config, "optimizer.name")),
-        F.BATCH_SIZE: batch, F.LR: lr, F.WEIGHT_DECAY: _get(config, "optimizer.weight_decay"),
-        F.SEED: s.get("seed", config.get("seed")),
-        F.STATUS: s.get("status", INCOMPLETE), F.ERROR: s.get("error"),
-        F.METRIC: metric, F.HIGHER_IS_BETTER: s.get("higher_is_better"), F.TARGET: s.get("target"),
-        F.BEST: (s.get("best") or {}).get(metric), F.FINAL: (s.get("final") or {}).get(metric),
-        F.STEPS_TO_TARGET: s.get("steps_to_target"), F.GLOBAL_STEP: s.get("global_step"),
-        F.MAX_STEPS: _get(config, "trainer.max_steps"), F.WALL_TIME_S: s.get("wall_time_s"),
-        F.STEP_TIME_S: s.get("train_step_time_s"), F.THROUGHPUT: s.get("throughput_samples_per_s"),
-        F.PEAK_MEMORY: s.get("peak_memory_bytes"), F.STATE_BYTES: s.get("optimizer_state_bytes"),
-        F.NUM_PARAMETERS: s.get("num_parameters"), F.GRAD_NOISE_SCALE: s.get("grad_noise_scale"),
-        **_config_columns(config),
-    }
 
 
 def table_from_rows(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -138,31 +78,49 @@ LAYERS_SCHEMA = pa.schema([
 ])
 
 
-def metrics_long(wide: Optional[pa.Table], study: str, run_id: str, path: str) -> pa.Table:
-    """metrics.jsonl-style rows (step, epoch, wall_time, <metric>...) → the long metrics rows:
-    one per non-null value of each numeric column, in step order per metric."""
-    if wide is None or len(wide) == 0 or "step" not in wide.column_names:
+def metrics_long(wide: Optional[pa.Table], study: str, run_id: str, path: str, *, step: Optional[str] = "step",
+                 epoch: Optional[str] = "epoch", wall_time: Optional[str] = "wall_time", skip: Iterable[str] = (),
+                 last_per_step: bool = False) -> pa.Table:
+    """Logged rows (a column per key; ``step``, ``epoch``, ``wall_time`` name the columns that
+    give each row's context, None: none) → the long metrics rows: one per non-null value of each
+    numeric column other than those, the ``skip`` keys and keys starting with ``_`` (wandb's
+    own), in step order per metric. A row without a step is no metric row, and a run without a
+    step key has none. ``last_per_step``: of the values a metric logged at one step, only the
+    last counts."""
+    if wide is None or len(wide) == 0 or step is None or step not in wide.column_names:
         return METRICS_SCHEMA.empty_table()
-    step, epoch, wall = (_column(wide, n, t) for n, t in
-                         (("step", pa.int64()), ("epoch", pa.float64()), ("wall_time", pa.float64())))
+    context = {"step": _column(wide, step, pa.int64()), "epoch": _column(wide, epoch or "", pa.float64()),
+               "wall_time": _column(wide, wall_time or "", pa.float64())}
+    skipped = {step, epoch, wall_time, *skip}
     parts = []
     for name in wide.column_names:
         column = wide[name]
-        if name in KEY_COLUMNS or not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        if name in skipped or name.startswith("_") or not (
+                pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
             continue
-        keep = pc.is_valid(column)
-        values = pc.cast(column.filter(keep), pa.float64())
-        parts.append(pa.table({
-            "step": step.filter(keep), "epoch": epoch.filter(keep), "wall_time": wall.filter(keep),
-            "metric": _constant(name, len(values)),
-            "value": values,
-        }))
+        keep = pc.and_(pc.is_valid(column), pc.is_valid(context["step"]))
+        part = {key: values.filter(keep) for key, values in context.items()}
+        part["value"] = pc.cast(column.filter(keep), pa.float64())
+        if last_per_step:
+            part = _last_per_step(part)
+        parts.append(pa.table({**{k: part[k] for k in context}, "metric": _constant(name, len(part["value"])),
+                               "value": part["value"]}))
     if not parts:
         return METRICS_SCHEMA.empty_table()
     long = pa.concat_tables(parts)
     study_, run_, path_ = _ids(long, study, run_id, path)
     return pa.table({"study": study_, "run_id": run_, **{n: long[n] for n in long.column_names},
                      "path": path_}).select(METRICS_SCHEMA.names).cast(METRICS_SCHEMA)
+
+
+def _last_per_step(part: dict[str, Any]) -> dict[str, Any]:
+    """The last of each step's values, in step order (the columns of ``part`` taken alike)."""
+    steps = part["step"].to_numpy(zero_copy_only=False)
+    if len(steps) < 2 or (np.diff(steps) > 0).all():
+        return part
+    _, first_from_end = np.unique(steps[::-1], return_index=True)
+    keep = pa.array(len(steps) - 1 - first_from_end)
+    return {key: values.take(keep) for key, values in part.items()}
 
 
 def layers_table(wide: Optional[pa.Table], study: str, run_id: str, path: str) -> pa.Table:

@@ -13,8 +13,10 @@ from typing import Callable, Optional, TypeVar
 import pyarrow as pa
 import pyarrow.json as pj
 
-from analysis.sources.run_data import RunData, layers_table, metrics_long, run_row, skip, table_from_rows
-from experiments.store import RunStore, StoreError, find_runs
+from analysis.run_map import Identity, RunMap
+from analysis.sources.raw_run import RawRun, run_data
+from analysis.sources.run_data import RunData, layers_table, skip, table_from_rows
+from experiments.store import INCOMPLETE, RunStore, StoreError, find_runs
 
 __all__ = ["store_runs", "read_store_run", "store_run_key", "is_live"]
 
@@ -44,9 +46,10 @@ def is_live(root: Path) -> bool:
     return (root / "lock.json").exists() and RunStore(root).lock.holder() is not None
 
 
-def read_store_run(root: Path) -> RunData:
-    """One run directory → its row, metrics and layer rows; an unreadable file is left out with
-    one warning naming it."""
+def read_store_run(root: Path, run_map: Optional[RunMap] = None) -> RunData:
+    """One run directory → its row, metrics and layer rows (``run_map``: see ``raw_run``; a
+    map's ``match`` sees the study as the group and the run_id as the name); an unreadable file
+    is left out with one warning naming it."""
     store = RunStore(root)
     skipped = False
 
@@ -69,10 +72,11 @@ def read_store_run(root: Path) -> RunData:
         config = {}
     summary = read(store.summary, "summary.json", None)
     study, run_id, path = store.study, store.run_id, str(root)
-    row = run_row("store", path, study, run_id, config, summary)
-    metrics = metrics_long(read(lambda: _jsonl(store, "metrics.jsonl"), "metrics.jsonl", None), study, run_id, path)
+    history = read(lambda: _jsonl(store, "metrics.jsonl"), "metrics.jsonl", None)
     layers = layers_table(read(lambda: _jsonl(store, "layers.jsonl"), "layers.jsonl", None), study, run_id, path)
-    return RunData(row, metrics, layers, skipped, store_run_key(root))
+    raw = RawRun("store", path, study, run_id, Identity(group=study, name=run_id), config, lambda: summary or {}, True,
+                 INCOMPLETE, history if history is not None else pa.table({}), lambda steps: layers, skipped)
+    return run_data(raw, run_map)
 
 
 def _jsonl(store: RunStore, name: str) -> Optional[pa.Table]:

@@ -3,8 +3,9 @@
 Histories are read in full with ``run.scan_history()`` (never the sampled ``run.history()``).
 The client is ``wandb.Api()`` unless one is given: anything with ``runs(path, filters=None)``
 returning runs that have ``id``, ``name``, ``group``, ``project``, ``state``, ``config`` (dict),
-``summary_metrics`` (dict), ``scan_history()`` (iterable of dicts) and, for the cache key,
-``heartbeatAt`` and ``historyLineCount`` (tests pass such a stub: there is no network there).
+``summary_metrics`` (dict), ``scan_history()`` (iterable of dicts), optionally ``tags``, and,
+for the cache key, ``heartbeatAt`` and ``historyLineCount`` (tests pass such a stub: there is
+no network there).
 A run is read again when its state, heartbeat or history length changed.
 """
 
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from analysis.run_map import Identity, RunMap
+from analysis.sources.history import History
+from analysis.sources.raw_run import run_data
 from analysis.sources.run_data import RunData
-from analysis.sources.wandb_history import wandb_run_data
+from analysis.sources.wandb_history import LAYER_TABLE_KEY, wandb_raw_run
 from experiments.store import COMPLETED, FAILED, INCOMPLETE, INTERRUPTED, RUNNING
 
 __all__ = ["parse_spec", "api_runs", "read_api_run", "api_run_key"]
@@ -44,10 +48,17 @@ def api_run_key(run: Any) -> list:
     return [run.state, str(getattr(run, "heartbeatAt", None)), getattr(run, "historyLineCount", None)]
 
 
-def read_api_run(spec: str, run: Any) -> RunData:
+def read_api_run(spec: str, run: Any, run_map: Optional[RunMap] = None) -> RunData:
+    """One run of the project → ``RunData`` (``run_map``: see ``analysis.sources.raw_run``)."""
     entity, project, _ = parse_spec(spec)
-    return wandb_run_data(
-        f"wandb:{entity}/{project}/{run.id}", name=run.name or run.id, group=run.group, project=project,
-        config=dict(run.config), summary=dict(run.summary_metrics), history=run.scan_history(),
-        status=_STATES.get(run.state, INCOMPLETE), key=api_run_key(run),
+    history = History(json_values=False)
+    for row in run.scan_history():
+        history.add(row.items())
+    raw = wandb_raw_run(
+        f"wandb:{entity}/{project}/{run.id}",
+        identity=Identity(project=project, group=run.group or None, name=run.name or run.id,
+                          tags=tuple(getattr(run, "tags", None) or ())),
+        config=dict(run.config), summary=lambda: dict(run.summary_metrics), history=history.table(),
+        layer_tables=history.objects(LAYER_TABLE_KEY), status=_STATES.get(run.state, INCOMPLETE),
     )
+    return run_data(raw, run_map)

@@ -1,11 +1,10 @@
 """wandb run folders on disk (``wandb/offline-run-*``, ``wandb/run-*``) as a source.
 
-A run folder's ``run-<id>.wandb`` file holds every record the run sent: its config, history,
-summary updates and exit. wandb writes it as a LevelDB log (7-byte file header ``:W&B``, magic
-0xBEE1, version 0; then 32 KiB blocks of records: crc32 of type and data, uint16 length, uint8
-type FULL/FIRST/MIDDLE/LAST, data) of ``wandb_internal_pb2.Record`` protobufs. wandb ≥ 0.19
-reads it in its Go core only and ships no Python reader, so ``records`` implements the reader
-of that format here and parses each record with wandb's own protobuf classes.
+Each run folder holds a ``.wandb`` file of the run's records (``analysis.sources.wandb_log``
+reads its framing). A run's history is most of it (a record per ``wandb.log`` call, and wandb
+writes two summary updates beside each), so records are told apart by their first bytes and
+parsed only as needed: all history records at once, in one protobuf parse (``_history``); the
+summary only when asked for; the few others (run, config, exit) one by one.
 
 The attempts of one run (a resumed run writes one folder per process) are one run: its config
 and summary updates applied in order, its history concatenated.
@@ -17,30 +16,28 @@ import glob
 import json
 import os
 import re
-import struct
 import time
-import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from analysis.run_map import Identity, RunMap
+from analysis.sources.history import History
+from analysis.sources.raw_run import run_data
 from analysis.sources.run_data import RunData, skip
-from analysis.sources.wandb_history import wandb_run_data
+from analysis.sources.wandb_history import LAYER_TABLE_KEY, wandb_raw_run
+from analysis.sources.wandb_log import HISTORY, SUMMARY, chunks
 from experiments.store import COMPLETED, FAILED, INCOMPLETE
 
-__all__ = ["WandbFileError", "find_wandb_runs", "records", "read_wandb_run", "wandb_run_key", "is_live",
-           "is_wandb_dir"]
+__all__ = ["find_wandb_runs", "read_wandb_run", "wandb_run_key", "is_live", "is_wandb_dir"]
 
 _FOLDER = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-(.+)$")
-_HEADER = struct.Struct("<4sHB")
-_RECORD = struct.Struct("<IHB")
-_BLOCK = 32768
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-_TYPE_CRC = [zlib.crc32(bytes([t])) for t in range(5)]
 LIVE_SECONDS = 60  # an offline run whose file changed this recently, without an exit record, runs
-
-
-class WandbFileError(ValueError):
-    """A .wandb file that is not one, or whose record checksums fail (the message names it)."""
+_NEVER_READ = frozenset((number << 3) | 2 for number in (4, 6, 7, 8, 9, 10, 11, 12, 13))  # output, files, stats, ...
 
 
 def is_wandb_dir(path: Path) -> bool:
@@ -81,36 +78,6 @@ def is_live(path: str) -> bool:
     return any(time.time() - f.stat().st_mtime < LIVE_SECONDS for f in files)
 
 
-def records(path: Path) -> Iterator[Any]:
-    """The ``Record`` protobufs of a .wandb file. A record cut short at the end (the run is still
-    being written, or was killed mid-write) ends the scan; a bad header or checksum raises."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    if len(data) < _HEADER.size or _HEADER.unpack_from(data)[:2] != (b":W&B", 0xBEE1):
-        raise WandbFileError(f"{path}: not a wandb run file")
-    offset, pending = _HEADER.size, b""
-    while offset + _RECORD.size <= len(data):
-        room = _BLOCK - offset % _BLOCK
-        if room < _RECORD.size:  # the block's trailer: zero padding
-            offset += room
-            continue
-        checksum, length, kind = _RECORD.unpack_from(data, offset)
-        start, offset = offset + _RECORD.size, offset + _RECORD.size + length
-        if offset > len(data):
-            return
-        chunk = data[start:offset]
-        if kind not in (_FULL, _FIRST, _MIDDLE, _LAST) or zlib.crc32(chunk, _TYPE_CRC[kind]) != checksum:
-            if length == 0 and kind == 0 and checksum == 0:
-                return  # preallocated zeros after the last record
-            raise WandbFileError(f"{path}: corrupt record at byte {start - _RECORD.size}")
-        pending = chunk if kind in (_FULL, _FIRST) else pending + chunk
-        if kind in (_FULL, _LAST):
-            record = pb.Record()
-            record.ParseFromString(pending)
-            yield record
-
-
 def _item_value(item: Any) -> Any:
     if item.value_json:
         return json.loads(item.value_json)
@@ -118,6 +85,23 @@ def _item_value(item: Any) -> Any:
     if kind is None or kind == "none":
         return None
     return json.loads(item.json) if kind == "json" else getattr(item, kind)
+
+
+def _item_json(item: Any) -> str:
+    """An item's value as JSON text (decoded later, all of a key's values at once)."""
+    return item.value_json or json.dumps(_item_value(item))
+
+
+def _history_items(record: Any) -> list[tuple[str, str]]:
+    """A history record's (key, JSON value) pairs; items under a nested key (media such as a
+    logged table: ``layers/stats`` → ``_type``, ``path``, ...) as one dict under the first part."""
+    items, nested = [], {}
+    for item in record.history.item:
+        if len(item.nested_key) > 1:
+            _assign(nested, item, _item_value(item))
+        else:
+            items.append((item.key or item.nested_key[0], _item_json(item)))
+    return items + [(key, json.dumps(value)) for key, value in nested.items()]
 
 
 def _assign(target: dict[str, Any], item: Any, value: Any) -> None:
@@ -142,52 +126,162 @@ def _apply(target: dict[str, Any], change: Any) -> None:
         _remove(target, item)
 
 
-def read_wandb_run(folders: list[Path]) -> RunData:
-    """The attempts of one wandb run (its folders, oldest first) → ``RunData``. A file that cannot
-    be read is left out with one warning naming it."""
+@lru_cache(maxsize=1)
+def _merged() -> tuple[Any, bytes]:
+    """A message type that reads a run's history records, concatenated, in one parse, and the
+    separator that goes after each.
+
+    Its field 2 (a Record's ``history``) and that one's field 1 (a HistoryRecord's ``item``) are
+    single messages, not repeated ones: protobuf merges repeated occurrences of a single message
+    field, concatenating their repeated fields. So every item's ``key``, ``nested_key`` and
+    ``value_json`` (fields 1, 2 and 16 of a HistoryItem) land, in order, in three flat lists
+    that the C parser fills. The separator, an item that no real history has (key and value
+    "\\x01": never JSON), marks where each record ends."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="optbench_wandb_history.proto", package="optbench",
+                                               syntax="proto3")
+    kinds = descriptor_pb2.FieldDescriptorProto
+    items = proto.message_type.add(name="Items")
+    for name, number in (("key", 1), ("nested_key", 2), ("value_json", 16)):
+        items.field.add(name=name, number=number, type=kinds.TYPE_STRING, label=kinds.LABEL_REPEATED)
+    for name, inner, number in (("History", "Items", 1), ("Records", "History", 2)):
+        proto.message_type.add(name=name).field.add(name="inner", number=number, type=kinds.TYPE_MESSAGE,
+                                                    type_name=f".optbench.{inner}", label=kinds.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    records = message_factory.GetMessageClass(pool.FindMessageTypeByName("optbench.Records"))
+    separator = records()
+    separator.inner.inner.nested_key.append(_SEPARATOR)
+    separator.inner.inner.value_json.append(_SEPARATOR)
+    return records, separator.SerializeToString()
+
+
+_SEPARATOR = "\x01"  # not "\\0": numpy drops the trailing NULs of text it compares
+
+
+def _history(records: list[bytes]) -> History:
+    """The history of a run's serialized history records (in order). Rows whose items are each
+    one key and one JSON value (wandb's own) come from the one merged parse; any other row (a
+    nested key, a value in a typed field, an older wandb's ``key``) from its own record."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    history = History(json_values=True)
+    n = len(records)
+    merged_type, separator = _merged()
+    try:
+        items = merged_type.FromString(separator.join(records) + separator).inner.inner
+        keys = np.asarray(list(items.nested_key), dtype=object)
+        values = np.asarray(list(items.value_json), dtype=object)
+        legacy = len(items.key) > 0
+    except DecodeError:  # e.g. text that is not UTF-8: each record's own parse says where
+        keys = values = np.asarray([], dtype=object)
+        legacy = True
+    key_ends, value_ends = np.flatnonzero(keys == _SEPARATOR), np.flatnonzero(values == _SEPARATOR)
+    aligned = np.zeros(n, dtype=bool)
+    if not legacy and len(key_ends) == n and len(value_ends) == n:
+        # as many keys as values in a row: each of its items has one of each (an item has a key)
+        aligned = np.diff(key_ends, prepend=-1) == np.diff(value_ends, prepend=-1)
+    if aligned.any():
+        key_rows = np.repeat(np.arange(n), np.diff(key_ends, prepend=-1))
+        value_rows = np.repeat(np.arange(n), np.diff(value_ends, prepend=-1))
+        keep_keys, keep_values = aligned[key_rows], aligned[value_rows]
+        keep_keys[key_ends] = keep_values[value_ends] = False
+        history.add_items(key_rows[keep_keys], keys[keep_keys], values[keep_values])
+    for row in np.flatnonzero(~aligned):
+        pairs = _history_items(pb.Record.FromString(records[row]))
+        history.add_items([int(row)] * len(pairs), [k for k, _ in pairs], [v for _, v in pairs])
+    history.rows = n
+    return history
+
+
+@dataclass
+class _Attempt:
+    """What one .wandb file says: its serialized history and summary records, in order, and its
+    run, config and exit records, parsed."""
+
+    histories: list[bytes] = field(default_factory=list)
+    summaries: list[bytes] = field(default_factory=list)
+    others: list[Any] = field(default_factory=list)
+
+
+def _read_attempt(path: Path) -> _Attempt:
+    """The records of one .wandb file that a run's reading needs; raises for a damaged file."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    attempt = _Attempt()
+    found, tags = chunks(path)
+    for chunk, tag in zip(found, tags):
+        if tag == HISTORY:
+            attempt.histories.append(chunk)
+        elif tag == SUMMARY:
+            attempt.summaries.append(chunk)
+        elif tag not in _NEVER_READ:  # written with its fields in another order, or a run, config, exit record
+            record = pb.Record.FromString(chunk)
+            kind = record.WhichOneof("record_type")
+            if kind in ("history", "summary"):
+                (attempt.histories if kind == "history" else attempt.summaries).append(chunk)
+            elif kind in ("run", "config", "exit"):
+                attempt.others.append(record)
+    return attempt
+
+
+def read_wandb_run(folders: list[Path], run_map: Optional[RunMap] = None) -> RunData:
+    """The attempts of one wandb run (its folders, oldest first) → ``RunData`` (``run_map``: see
+    ``analysis.sources.raw_run``). A file that cannot be read is left out with one warning
+    naming it."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
     config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    identity: dict[str, str] = {}
+    histories: list[bytes] = []
+    summaries: list[bytes] = []
+    identity = Identity(name=folders[0].name)
     exit_code: Optional[int] = None
     skipped = False
     for folder in folders:
         path = _wandb_file(folder)
         try:
-            for record in records(path):
-                kind = record.WhichOneof("record_type")
-                if kind == "run":
-                    run = record.run
-                    identity = {"name": run.display_name or run.run_id, "group": run.run_group,
-                                "project": run.project}
-                    for item in run.config.update:
-                        _assign(config, item, _item_value(item))
-                elif kind == "config":
-                    _apply(config, record.config)
-                elif kind == "history":
-                    row: dict[str, Any] = {}
-                    for item in record.history.item:
-                        _assign(row, item, _item_value(item))
-                    history.append(row)
-                elif kind == "summary":
-                    _apply(summary, record.summary)
-                elif kind == "exit":
-                    exit_code = record.exit.exit_code
-        except (OSError, ValueError) as error:  # WandbFileError, protobuf DecodeError, bad JSON
+            attempt = _read_attempt(path)
+        except (OSError, ValueError, IndexError, DecodeError) as error:  # WandbFileError, a record that is not one
             skip(f"skipping {path}: {str(error).removeprefix(f'{path}: ')}")
             skipped = True
+            continue
+        histories += attempt.histories
+        summaries += attempt.summaries
+        for record in attempt.others:
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run = record.run
+                identity = Identity(project=run.project, group=run.run_group or None,
+                                    name=run.display_name or run.run_id, tags=tuple(run.tags))
+                for item in run.config.update:
+                    _assign(config, item, _item_value(item))
+            elif kind == "config":
+                _apply(config, record.config)
+            else:
+                exit_code = record.exit.exit_code
+    try:
+        history = _history(histories)
+        table, layer_tables = history.table(), history.objects(LAYER_TABLE_KEY)
+    except (ValueError, DecodeError) as error:  # the records passed their checksums, yet do not parse
+        skip(f"skipping the history of {folders[0]}: {error}")
+        table, layer_tables, skipped = History(json_values=True).table(), [], True
     status = (COMPLETED if exit_code == 0 else FAILED) if exit_code is not None else INCOMPLETE
+
+    def summary() -> dict[str, Any]:
+        replayed: dict[str, Any] = {}
+        for chunk in summaries:
+            _apply(replayed, pb.Record.FromString(chunk).summary)
+        return replayed
 
     def read_table(relative: str) -> Optional[dict[str, Any]]:
         for folder in folders:
-            table = folder / "files" / relative
-            if relative and table.is_file():
-                return json.loads(table.read_text())
+            table_file = folder / "files" / relative
+            if relative and table_file.is_file():
+                return json.loads(table_file.read_text())
         return None
 
-    data = wandb_run_data(str(folders[0]), name=identity.get("name", folders[0].name),
-                          group=identity.get("group") or None, project=identity.get("project", ""),
-                          config=config, summary=summary, history=history, status=status,
-                          key=wandb_run_key(folders), read_table=read_table)
-    data.skipped = skipped
-    return data
+    raw = wandb_raw_run(str(folders[0]), identity=identity, config=config, summary=summary, history=table,
+                        layer_tables=layer_tables, status=status, read_table=read_table)
+    raw.skipped = skipped
+    return run_data(raw, run_map)

@@ -1,10 +1,16 @@
-"""``optbench bench analysis``: the analysis pipeline on a generated store, against a naive read.
+"""``optbench bench analysis``: the analysis pipeline on a generated store, against a naive read,
+and the same runs as foreign wandb runs.
 
 Writes N runs × M logged steps through the run store (config.yaml, meta.json, summary.json,
 metrics.jsonl with a train row per logged step and a validation row every 50, layers.jsonl),
 then times: the naive read (one ``pd.read_json(lines=True)`` per metrics file, ``json`` per
 summary), a cold load (empty cache), a cached load, the comparisons, the tables and the
 figures. Goals: cold ≤ 2× naive, cached ≤ 0.5× naive and ≤ 10 s on 2 cores.
+
+Then writes N wandb runs as Lightning's WandbLogger logs them offline (flat hyper-parameters,
+``trainer/global_step``, wandb's own keys and the summary updates wandb writes beside every row)
+holding the same rows, and times loading them with a map (cold, then cached). Goal: a cold load
+of foreign runs ≤ 2× the store's.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ import yaml
 from analysis.compare import compare
 from analysis.load import load
 from analysis.report import write_figures, write_tables
+from analysis.run_map import parse_map
+from analysis.sources.wandb_log import write_records
 from experiments.store import COMPLETED, FORMAT_VERSION, RunStore, find_runs
 
-__all__ = ["generate", "time_analysis"]
+__all__ = ["generate", "generate_foreign", "time_analysis", "FOREIGN_MAP"]
 
 T = TypeVar("T")
 OPTIMIZERS = ("novograd", "adamw", "sgd", "larc_sgd")
+# What the foreign runs lack (a task, a target) and the metric, as a user's map says them.
+FOREIGN_MAP = [{"task": "vision", "metric": {"key": "val_acc", "higher_is_better": True, "target": 0.93}}]
 
 
 def generate(root: Path, runs: int, steps: int, seed: int = 0) -> None:
@@ -68,6 +78,62 @@ def generate(root: Path, runs: int, steps: int, seed: int = 0) -> None:
             "peak_memory_bytes": 10**9, "optimizer_state_bytes": 10**6})
 
 
+def _wandb_rows(steps: int, rng: random.Random) -> list[bytes]:
+    """The serialized records of one Lightning run's history, numbered from 3: per logged row,
+    the two summary updates wandb writes (its runtime, then the row's values) and the row."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    records: list[bytes] = []
+
+    def log(values: dict[str, float]) -> None:
+        row, num = len(records) // 3, len(records) + 3
+        values = {**values, "_step": row, "_runtime": values["trainer/global_step"] * 0.01,
+                  "_timestamp": 1.7e9 + values["trainer/global_step"] * 0.01}
+        runtime = pb.SummaryRecord(update=[pb.SummaryItem(nested_key=["_wandb", "runtime"], value_json="1"),
+                                           pb.SummaryItem(key="_runtime", value_json="1")])
+        items = {key: json.dumps(value) for key, value in values.items()}
+        records.extend(record.SerializeToString() for record in (
+            pb.Record(num=num, summary=runtime),
+            pb.Record(num=num + 1, summary=pb.SummaryRecord(
+                update=[pb.SummaryItem(nested_key=[k], value_json=v) for k, v in items.items()])),
+            pb.Record(num=num + 2, history=pb.HistoryRecord(
+                item=[pb.HistoryItem(nested_key=[k], value_json=v) for k, v in items.items()],
+                step=pb.HistoryStep(num=row)))))
+
+    for i in range(1, steps + 1):
+        step = i * 10
+        loss = 2.5 * math.exp(-step / 20000) + rng.random() * 0.05
+        log({"train_loss": loss, "lr": 1e-3, "throughput": 6400.0 + rng.random(), "epoch": step // 1000,
+             "trainer/global_step": step})
+        if i % 50 == 0:
+            log({"val_acc": 1 - loss / 2.5, "epoch": step // 1000, "trainer/global_step": step})
+    return records
+
+
+def generate_foreign(root: Path, runs: int, steps: int, seed: int = 0) -> None:
+    """``runs`` finished offline wandb runs under ``root/wandb``, as a LightningModule with
+    ``save_hyperparameters()`` logs them through ``WandbLogger``: a train row per logged step and
+    a validation row every 50, like ``generate``'s. The rows are four histories, one per
+    optimizer, shared by its runs (what loading costs is their size, not their values: writing
+    a history per run would take longer than the benchmark)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    rng = random.Random(seed)
+    histories = [_wandb_rows(steps, rng) for _ in OPTIMIZERS]
+    for number in range(runs):
+        run_id = f"r{number:07d}"
+        config = {"optimizer": OPTIMIZERS[number % 4], "lr": 10 ** rng.uniform(-4, -1), "batch_size": 64,
+                  "seed": number % 3, "max_steps": steps * 10, "hidden": 64}
+        head = [pb.Record(num=1, run=pb.RunRecord(run_id=run_id, project="bench-foreign")),
+                pb.Record(num=2, config=pb.ConfigRecord(
+                    update=[pb.ConfigItem(key=k, value_json=json.dumps(v)) for k, v in config.items()]))]
+        tail = pb.Record(num=len(histories[0]) + 3, exit=pb.RunExitRecord(exit_code=0))
+        folder = root / "wandb" / f"offline-run-20260101_000000-{run_id}"
+        folder.mkdir(parents=True)
+        write_records(folder / f"run-{run_id}.wandb", [*(r.SerializeToString() for r in head),
+                                                        *histories[number % 4], tail.SerializeToString()])
+
+
 def naive(root: Path) -> float:
     start = time.perf_counter()
     for run in find_runs(root):
@@ -104,6 +170,19 @@ def time_analysis(runs: int, steps: int, root: Path | None = None,
         progress("figures")
         seconds, (figures, _) = _timed(write_figures, comparison, root / "report")
         rows.append(("figures (PNG and SVG)", seconds, f"{len(figures)} figures"))
+        progress(f"generating {runs} foreign wandb runs")
+        seconds, _ = _timed(generate_foreign, root / "foreign", runs, steps)
+        rows.append(("generate foreign wandb runs", seconds, "as Lightning's WandbLogger logs them offline"))
+        progress("foreign runs, cold load")
+        run_map = parse_map(FOREIGN_MAP, "the benchmark's map")
+        foreign, frames = _timed(load, [root / "foreign" / "wandb"], cache_dir=root / "cache", run_map=run_map)
+        if frames.runs["left_out"].notna().any():
+            raise RuntimeError("the generated foreign runs are not all comparable: the map or the generator is wrong")
+        rows.append(("load foreign runs with a map, cold", foreign,
+                     f"{foreign / cold:.2f}x the store's cold load (goal <= 2)"))
+        progress("foreign runs, cached load")
+        seconds, _ = _timed(load, [root / "foreign" / "wandb"], cache_dir=root / "cache", run_map=run_map)
+        rows.append(("load foreign runs with a map, cached", seconds, f"{seconds / cached:.2f}x the store's cached load"))
         return rows
     finally:
         if not keep:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from analysis import frames as F
 from analysis.load import load
@@ -51,6 +52,19 @@ def test_runs_frame_columns_and_known_values(store, tmp_path):
     assert (killed.metric, killed.higher_is_better, killed.target) == ("val/acc", True, 0.6)
     assert (killed.best, killed.final, killed.steps_to_target) == (0.65, 0.5, 20)
     assert (killed.global_step, killed.wall_time_s, killed.batch_size, killed.lr) == (30, 3.05, 64, 0.1)
+
+
+def test_a_config_key_optbench_does_not_know_harms_nothing(tmp_path):
+    """Batch size and lr of a run without a summary come from their own keys, not through the
+    schema: a key the schema lacks is a config column, one it has that the config lacks takes
+    its default (num_nodes: 1)."""
+    root = write_run(tmp_path / "runs", "s", "r", lr=0.1, val=VAL)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    del config["trainer"]["devices"]
+    (root / "config.yaml").write_text(yaml.safe_dump({**config, "hidden": 64, "model": {"depth": 3}}))
+    run = load([tmp_path / "runs"], cache_dir=None).runs.iloc[0]
+    assert (run[F.BATCH_SIZE], run[F.LR], run["config.hidden"], run["config.model.depth"]) == (64, 0.1, 64, 3)
+    assert pd.isna(run[F.LEFT_OUT])
 
 
 def test_metrics_long_format_keeps_nan(store, tmp_path):

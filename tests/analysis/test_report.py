@@ -139,3 +139,32 @@ def test_sparse_data_gives_a_report_not_a_crash(tmp_path, records):
     assert "Not drawn, for lack of data" in html
     assert ("ValueError: boom" in html) == (records[0].get(F.STATUS) == "failed")
     assert pd.read_csv(tmp_path / "tables" / "runs.csv")[F.STATUS].tolist() == [r.get(F.STATUS, "completed") for r in records]
+
+
+@pytest.mark.slow  # two figures drawn
+def test_a_figure_not_drawn_names_what_the_runs_left_out_lack(tmp_path):
+    """The runs left out lack a learning rate (as when the config names it otherwise): the
+    stability and scaling lines name that cause beside the consequence, counted per field the
+    figure needs; a line whose figure needs nothing they lack (memory) says only the consequence;
+    the runs left out are listed with why, and counted in the overview and in runs.csv."""
+    kept = [synthetic.run_record(**{F.RUN_ID: "kept", F.BEST: 0.8, F.FINAL: 0.8})]
+    left = [synthetic.run_record(**{F.RUN_ID: f"l{i}", F.OPTIMIZER: optimizer, F.LR: None, F.LEFT_OUT: "lr"})
+            for i, optimizer in enumerate(("sgd", "sgd", "adamw"))]
+    left.append(synthetic.run_record(**{F.RUN_ID: "l3", F.OPTIMIZER: None, F.BATCH_SIZE: None,
+                                        F.LEFT_OUT: "optimizer batch_size"}))
+    metrics = synthetic.metrics_frame([("s", "kept", step, step / 10, "val/acc", 0.5 + step / 1000)
+                                       for step in (100, 200, 300)])
+    page = write_report(Frames(typed_runs(kept + left), metrics, synthetic.layers_frame([])), tmp_path, ["hand-built"])
+    html = page.read_text()
+    skipped = re.findall(r"<li>([^<]*)</li>", html.split("Not drawn, for lack of data:")[1].split("</ul>")[0])
+    assert "stability: no optimizer was run at 2 or more learning rates on a task; of the runs left out, 1 has no " \
+           "optimizer, 3 have no learning rate known" in skipped
+    assert "batch-size scaling: no optimizer reached the target at 2 or more batch sizes; of the runs left out, 1 " \
+           "has no optimizer, 1 has no batch size, 3 have no learning rate known" in skipped
+    assert "memory: no run recorded state or peak memory" in skipped
+    assert "5 runs: 5 completed; 4 left out of the comparisons" in html
+    assert html.count("no learning rate known (map lr:)") == 3
+    assert "no optimizer known (map optimizer:); no batch size known (map batch_size:)" in html
+    listed = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    assert listed[F.RUN_ID].tolist() == ["kept", "l0", "l1", "l2", "l3"]
+    assert listed[F.LEFT_OUT].fillna("").tolist() == ["", "lr", "lr", "lr", "optimizer batch_size"]

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -138,3 +139,54 @@ def test_bad_wandb_spec_is_a_one_line_error():
         load(["wandb:only-entity"], cache_dir=None, api=StubApi([]))
 
 
+
+
+def _folder(root: Path, run_id: str) -> Path:
+    folder = root / "wandb" / f"offline-run-20250101_000000-{run_id}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_history_rows_of_every_shape_read_alike(tmp_path):
+    """Rows of wandb's own items (one nested key, one JSON value) come from the one merged parse;
+    rows with an older wandb's key, a value in a typed field, or a nested key (media) from their
+    own; all land at their row, in order, and a row's media is an object, not a column."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from analysis.sources.wandb_log import write_records
+
+    def row(step, *items):
+        return pb.Record(num=step + 10, history=pb.HistoryRecord(
+            item=[pb.HistoryItem(nested_key=["trainer/global_step"], value_json=str(step)), *items]))
+
+    records = [
+        pb.Record(num=1, run=pb.RunRecord(run_id="shapes", project="p")),
+        row(10, pb.HistoryItem(nested_key=["val_acc"], value_json="0.5")),
+        row(20, pb.HistoryItem(key="val_acc", value_json="0.6")),  # an older wandb's key
+        row(30, pb.HistoryItem(nested_key=["val_acc"], number=0.7)),  # a typed value
+        row(40, pb.HistoryItem(nested_key=["val_acc"], value_json="NaN"),
+            pb.HistoryItem(nested_key=["media", "path"], value_json='"m.json"')),
+        row(50, pb.HistoryItem(nested_key=["val_acc"], value_json="0.9")),
+        pb.Record(num=99, exit=pb.RunExitRecord(exit_code=0)),
+    ]
+    write_records(_folder(tmp_path, "shapes") / "run-shapes.wandb", [r.SerializeToString() for r in records])
+    frames = load([tmp_path / "wandb"], cache_dir=None)
+    values = frames.metrics[frames.metrics[F.METRIC] == "val_acc"].sort_values(F.STEP)
+    assert values[F.STEP].tolist() == [10, 20, 30, 40, 50]
+    assert values[F.VALUE].tolist()[:3] == [0.5, 0.6, 0.7] and np.isnan(values[F.VALUE].iloc[3])
+    assert set(frames.metrics[F.METRIC].astype(str)) == {"val_acc"}
+    run = frames.runs.iloc[0]
+    assert (run[F.STATUS], run[F.METRIC], run[F.BEST], run[F.FINAL]) == ("completed", "val_acc", 0.9, 0.9)
+
+
+def test_records_framed_as_wandb_frames_them(study, tmp_path):
+    """``chunks`` and ``write_records`` are inverses, byte for byte on a file wandb wrote, and
+    across block boundaries (a record split over FIRST, MIDDLE and LAST fragments)."""
+    from analysis.sources.wandb_log import chunks, write_records
+
+    (real,) = next(iter(find_runs(study))).glob("wandb/offline-run-*/*.wandb")
+    write_records(tmp_path / "copy.wandb", chunks(real)[0])
+    assert (tmp_path / "copy.wandb").read_bytes() == real.read_bytes()
+    big = [bytes([n % 251]) * size for n, size in enumerate((10, 40_000, 5, 32_760, 70_000, 0, 3))]
+    write_records(tmp_path / "big.wandb", big)
+    assert chunks(tmp_path / "big.wandb")[0] == big
