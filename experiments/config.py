@@ -17,13 +17,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.schedule import LR_SCALINGS, SCHEDULES
-from experiments.tasks.sizes import SIZES, size_defaults
+from experiments.tasks import TaskError, TaskInfo, task_info
+from experiments.tasks.info import SIZES
 from experiments.yaml_error import yaml_error
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "run_dir", "canonical_config",
-    "to_yaml", "effective_batch_size", "optimizer_options", "resolved_optimizer", "recorded",
+    "to_yaml", "effective_batch_size", "optimizer_options", "resolved_optimizer", "recorded", "task_of",
+    "resolved_target",
 ]
 
 
@@ -33,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "builtin"  # builtin | cifar10 | imagefolder (vision) | manifest (asr) | text (lm)
+    source: str = "builtin"  # builtin (the task's own data) | a real-data source of the task (docs/training.md#data)
     path: Optional[str] = None  # the real data set (see docs/training.md#data)
     val_path: Optional[str] = None  # validation manifest for data.source=manifest
     batch_size: int = 64  # per-device batch size
@@ -89,7 +91,7 @@ class LoggerConfig:
 
 @dataclass
 class RunConfig:
-    task: str = "vision"  # vision | asr | lm
+    task: str = "vision"  # vision | asr | lm | a plugin's task | package.module:name (docs/extending.md)
     size: str = "default"  # tiny (seconds, for tests) | default (minutes, CPU) | large (hours, GPU)
     seed: int = 0
     target: Optional[float] = None  # steps-to-target threshold; None: the task's own default
@@ -102,10 +104,8 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-_CHOICES = {
-    "task": ("vision", "asr", "lm"),
+_CHOICES = {  # the task's own data sources are its description's (``task_of``)
     "size": SIZES,
-    "data.source": ("builtin", "cifar10", "imagefolder", "manifest", "text"),
     "optimizer.lr_scaling": LR_SCALINGS,
     "schedule.name": SCHEDULES,
     "logger.wandb": ("disabled", "offline", "online"),
@@ -229,7 +229,7 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
         config = OmegaConf.merge(*layers)
     except OmegaConfBaseException as error:
         raise ConfigError(_one_line(error)) from None
-    _apply_size_defaults(config, layers[1:])
+    _apply_size_settings(config, layers[1:])
     _fold_larc(config)
     validate(config)
     return config
@@ -248,13 +248,25 @@ def _fold_larc(config: DictConfig) -> None:
         config.optimizer.larc = False
 
 
-def _apply_size_defaults(config: DictConfig, user_layers: Sequence[DictConfig]) -> None:
-    """Set each default the task's size declares (``experiments/tasks/sizes.py``) that no user
-    layer (YAML file, overrides) set, so that the config holds the values the run uses."""
+def task_of(config: DictConfig) -> TaskInfo:
+    """The description of the config's task (``experiments/tasks``); ``ConfigError`` naming what
+    is wrong with an unknown or unusable task."""
+    try:
+        return task_info(config.task)
+    except TaskError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _apply_size_settings(config: DictConfig, user_layers: Sequence[DictConfig]) -> None:
+    """Set each setting the task's description declares for its size that no user layer (YAML
+    file, overrides) set, so that the config holds the values the run uses."""
     unset = object()
-    for key, value in size_defaults(config.task, config.size).items():
+    for key, value in task_of(config).size_settings.get(config.size, {}).items():
         if all(OmegaConf.select(layer, key, default=unset) is unset for layer in user_layers):
-            OmegaConf.update(config, key, value)
+            try:
+                OmegaConf.update(config, key, value)
+            except OmegaConfBaseException as error:
+                raise ConfigError(f"task {config.task!r}: size_settings[{config.size!r}]: {_one_line(error)}") from None
 
 
 def validate(config: DictConfig) -> None:
@@ -265,11 +277,12 @@ def validate(config: DictConfig) -> None:
     """
     from optimizers.did_you_mean import did_you_mean
 
-    for key, choices in _CHOICES.items():
+    for key, choices in {**_CHOICES, "data.source": task_of(config).sources}.items():
         value = OmegaConf.select(config, key)
         if value not in choices:
+            where = f" for task {config.task}" if key == "data.source" else ""
             raise ConfigError(f"invalid value for {key!r}: {value!r}{did_you_mean(value, choices)}; "
-                              f"valid: {', '.join(choices)}")
+                              f"valid{where}: {', '.join(choices)}")
     for key, interval in _RANGES.items():
         value = OmegaConf.select(config, key)
         if value is not None and value not in interval:
@@ -365,6 +378,11 @@ def effective_batch_size(config: DictConfig) -> int:
     return config.data.batch_size * trainer.accumulate_grad_batches * trainer.devices * trainer.num_nodes
 
 
+def resolved_target(config: DictConfig) -> float:
+    """The steps-to-target threshold: ``config.target``, else the task's default for its size."""
+    return config.target if config.target is not None else task_of(config).targets[config.size]
+
+
 # Keys that never change what a run computes: left out of its run_id. ``target`` joins them
 # unless ``trainer.stop_at_target`` makes it end the run.
 _NOT_RESULT_KEYS = (
@@ -388,7 +406,9 @@ def canonical_config(config: DictConfig) -> dict[str, Any]:
     the runs that relied on it instead of aliasing them.
     """
     plain = OmegaConf.to_container(config, resolve=True)
-    if not config.trainer.stop_at_target:
+    if config.trainer.stop_at_target:
+        plain["target"] = resolved_target(config)  # the task's default, where it ends the run, is part of the run
+    else:
         plain.pop("target")
     for key in _NOT_RESULT_KEYS:
         *parents, last = key.split(".")
@@ -424,12 +444,13 @@ def _normalised(value: Any) -> Any:
 
 def run_id(config: DictConfig) -> str:
     """Stable 12-hex-digit hash of ``canonical_config(config)``, salted with ``RUN_ID_VERSION``
-    and, for built-in data, the data set's version (``experiments/data/versions.py``)."""
-    from experiments.data.versions import builtin_data_version
-
+    and, for the task's own data (``data.source=builtin``), its description's ``data_version``."""
     salt = {"run_id_version": RUN_ID_VERSION}
     if config.data.source == "builtin":
-        salt["data_version"] = builtin_data_version(config.task)
+        try:
+            salt["data_version"] = task_of(config).builtin_data_version()
+        except TaskError as error:
+            raise ConfigError(str(error)) from None
     canonical = json.dumps({**salt, "config": canonical_config(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

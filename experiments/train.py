@@ -28,8 +28,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer, run_dir,
-    to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer,
+    resolved_target, run_dir, to_yaml,
 )
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
@@ -49,7 +49,7 @@ from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import (
     COMPLETED, DIVERGED, FAILED, FINISHED, INTERRUPTED, RunLockedError, RunStore, collect_meta, finite_or_none,
 )
-from experiments.tasks import build_task
+from experiments.tasks import TaskError, build_task, task_info
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
 from optimizers.behaviour import evaluates_closure
@@ -148,7 +148,7 @@ class Run:
 
     @property
     def metric(self) -> str:
-        return f"val/{self.module.metric}"
+        return f"val/{self.module.info.metric}"
 
 
 def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional[float] = None) -> Optional[dict[str, Any]]:
@@ -204,11 +204,13 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     factory = _optimizer_factory(config, lr)
     try:
         module, data = build_task(config, factory, lr_lambda)
+    except TaskError as exc:  # a piece of the task missing or of the wrong kind
+        raise ConfigError(str(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
     factory(module.model)  # built once here, so that what only the constructor refuses is bad input
     _check_closure(config, lr)
-    target = config.target if config.target is not None else module.default_target[config.size]
+    target = resolved_target(config)
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
                             divergence_factor=trainer_config.divergence_factor)
@@ -216,7 +218,7 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     memory = TrainingPeakMemory()
     wandb = _wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None
     rows = MetricRows(store, wandb=wandb, guard=guard, timing=timing, log_every=trainer_config.log_every_n_steps)
-    stop_at_target = (StopAtTarget(f"val/{module.metric}", target, module.higher_is_better)
+    stop_at_target = (StopAtTarget(f"val/{module.info.metric}", target, module.info.higher_is_better)
                       if trainer_config.stop_at_target else None)
     noise_scale = GradientNoiseScale(
         rows.write, micro_batch=config.data.batch_size, accumulate=trainer_config.accumulate_grad_batches,
@@ -226,7 +228,8 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=False, enable_version_counter=False)
-    progress = Progress(effective_batch_size=batch, every_s=progress_every_s) if progress_every_s is not None else None
+    progress = (Progress(effective_batch_size=batch, metric=f"val/{module.info.metric}", every_s=progress_every_s)
+                if progress_every_s is not None else None)
     # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
     # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
     # ends the step (after the read, which waits for the device) and the training row is written.
@@ -356,7 +359,7 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "status": status,
         "error": error,
         "run_id": run.store.root.name,
-        "task": config.task,
+        "task": module.info.name,
         "optimizer": config.optimizer.name,
         "optimizer_resolved": resolved_optimizer(config),  # its path, package, version and options
         "lr": run.lr,
@@ -365,11 +368,11 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "diverged_at_step": run.guard.diverged_at,
         "metric": run.metric,
-        "higher_is_better": module.higher_is_better,
+        "higher_is_better": module.info.higher_is_better,
         "final": {k: finite_or_none(v) for k, v in run.rows.final.items()},
-        "best": {run.metric: best((value for _, value in curve), module.higher_is_better)},
+        "best": {run.metric: best((value for _, value in curve), module.info.higher_is_better)},
         "target": run.target,
-        "steps_to_target": steps_to_target(curve, run.target, module.higher_is_better),
+        "steps_to_target": steps_to_target(curve, run.target, module.info.higher_is_better),
         "wall_time_s": run.rows.elapsed(),
         "train_step_time_s": run.timing.timer.mean(),
         "throughput_samples_per_s": run.timing.throughput(),
@@ -401,7 +404,7 @@ def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
 
     return WandbLogger(
         project=config.logger.project, entity=config.logger.entity, group=config.study,
-        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.run_id,
+        tags=[config.optimizer.name, task_info(config.task).name, *config.logger.tags], name=store.run_id,
         id=wandb_run_id(store, force), save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
         config=OmegaConf.to_container(config, resolve=True),
     )

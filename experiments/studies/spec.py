@@ -221,10 +221,23 @@ def _registry_names(key: str, where: str) -> list[str]:
 
         return optimizer_names(installed=True)  # a peer without its extra is not in "all"
     if key == "task":
-        from experiments.tasks import TASKS
+        from experiments.tasks import TaskError, task_names
 
-        return list(TASKS)
+        try:
+            return task_names()
+        except TaskError as error:  # an installed package registers a task badly
+            raise StudyError(f"{where}: {error}") from None
     raise StudyError(f"{where}: {key!r}: '{ALL}' stands for every registered name of optimizer.name or task only")
+
+
+def _check_task_path(path: str, where: str) -> None:
+    """A ``tasks:`` entry named by import path names a usable task."""
+    from experiments.tasks import TaskError, task_info
+
+    try:
+        task_info(path)
+    except TaskError as error:
+        raise StudyError(f"{where}: {error}") from None
 
 
 def _space(raw: Any, where: str) -> tuple[Dimension, ...]:
@@ -279,7 +292,9 @@ def _per_name(raw: Mapping[str, Any], section: str, where: str) -> dict[str, Ove
     out = {}
     for name, entry in entries.items():
         here = f"{where}: {section}.{name}"
-        if name not in names and not (section == "optimizers" and is_import_path(str(name))):
+        if section == "tasks" and ":" in name:
+            _check_task_path(name, here)
+        elif name not in names and not (section == "optimizers" and is_import_path(str(name))):
             kind = "optimizer" if section == "optimizers" else "task"
             raise StudyError(f"{where}: {section}: unknown {kind} {name!r}; valid names: {', '.join(names)}")
         entry = _mapping(entry, here)

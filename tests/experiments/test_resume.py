@@ -58,16 +58,16 @@ def checkpoint_step(root: Path) -> int | None:
 
 
 def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool], ready: Callable[[Path, list[dict]], bool],
-              signum: signal.Signals = signal.SIGKILL,
-              overrides: list[str] = OVERRIDES) -> tuple[Path, list[dict], subprocess.Popen]:
-    """Start the run and poll its metrics; whenever ``trigger(rows)`` holds, freeze the process
-    (SIGSTOP), and if ``ready(root, rows)`` holds on the frozen store, send it ``signum`` (and
-    SIGCONT, so that it handles a catchable one) and wait for its end, else let it go on
-    (SIGCONT). Freezing first makes a narrow kill window (one validation) reliably hit.
-    Returns the run directory, the rows seen just before the signal and the ended process
-    (its stderr readable)."""
-    process = subprocess.Popen(train_command(out_dir, overrides), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO, env=subprocess_env())
+              signum: signal.Signals = signal.SIGKILL, overrides: list[str] = OVERRIDES,
+              env: dict[str, str] | None = None) -> tuple[Path, list[dict], subprocess.Popen]:
+    """Start the run (``overrides``, under ``env``) and poll its metrics; whenever
+    ``trigger(rows)`` holds, freeze the process (SIGSTOP), and if ``ready(root, rows)`` holds on
+    the frozen store, send it ``signum`` (and SIGCONT, so that it handles a catchable one) and
+    wait for its end, else let it go on (SIGCONT). Freezing first makes a narrow kill window (one
+    validation) reliably hit. Returns the run directory, the rows seen just before the signal and
+    the ended process (its stderr readable)."""
+    process = subprocess.Popen(train_command(out_dir, overrides), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO, env=env or subprocess_env())
     try:
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
