@@ -18,9 +18,10 @@ from typing import NoReturn, Optional, Sequence
 
 from rich.console import Console
 
+from experiments.process_exit import exit_after
 from experiments.store import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_SIGINT, RunLockedError
 
-__all__ = ["main", "EXIT_LOCKED"]
+__all__ = ["main", "run", "EXIT_LOCKED"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -277,5 +278,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_SIGINT
 
 
+def run() -> NoReturn:
+    """The ``optbench`` program (console script and ``python -m experiments.cli``): ``main`` on
+    the command line's arguments, then the process ends without the interpreter's teardown
+    (``experiments.process_exit``), which takes longer than a tiny run's training."""
+    exit_after(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

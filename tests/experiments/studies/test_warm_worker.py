@@ -1,0 +1,111 @@
+"""The local executor's warm workers: real workers forking real runs (``probe.py`` reports what a
+run starts from and does what careless or crashing runs do), compared with runs started as new
+processes. Whole studies with and without warm workers are compared in ``test_run.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.studies.local import LocalExecutor, available_cores
+from experiments.studies.warm_worker import warm_module
+from tests.experiments.support import REPO
+
+PROBE = [sys.executable, "-m", "tests.experiments.studies.probe"]
+
+
+@pytest.fixture(autouse=True)
+def repository_importable(monkeypatch) -> None:
+    """The probe is a module of this repository: its runs import it from the working directory."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
+def run(commands: list[list[str]], log_dir: Path, *, warm: bool, max_parallel: int = 1) -> list[int]:
+    executor = LocalExecutor(log_dir, max_parallel=max_parallel, warm=warm)
+    try:
+        return executor.run(commands, lambda index, code: None, labels=[f"run{i}" for i in range(len(commands))])
+    finally:
+        executor.close()
+
+
+def lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def test_module_commands_of_this_interpreter_are_the_warm_ones() -> None:
+    assert warm_module([sys.executable, "-m", "experiments.cli", "train", "seed=1"]) == ("experiments.cli", ["train", "seed=1"])
+    assert warm_module([sys.executable, "-c", "print(1)"]) is None
+    assert warm_module(["/other/python", "-m", "experiments.cli"]) is None
+    assert warm_module(["optbench", "train"]) is None
+
+
+@pytest.mark.slow  # a worker's imports, and a new process's
+def test_each_warm_run_starts_from_the_state_of_a_new_process_whatever_earlier_runs_leaked(tmp_path) -> None:
+    leaky = [*PROBE, "state", "leak"]
+    assert run([leaky, leaky, [*PROBE, "state"]], tmp_path / "warm", warm=True) == [0, 0, 0]
+    assert run([[*PROBE, "state"]], tmp_path / "cold", warm=False) == [0]
+    (cold,) = lines(tmp_path / "cold" / "run0.log")
+    assert cold["ppid"] == os.getpid()  # a new process of this one
+    assert cold["state"]["name"] == "__main__" and cold["state"]["argv"] == ["state"]
+    seeds = {cold["state"].pop("seed")}  # torch's unseeded generator: random in each new process
+    for index in range(3):
+        warm = lines(tmp_path / "warm" / f"run{index}.log")
+        assert warm[0]["ppid"] != os.getpid()  # a child of the warm worker
+        seeds.add(warm[0]["state"].pop("seed"))
+        assert warm[0]["state"] == {**cold["state"], "argv": warm[0]["state"]["argv"]}
+        if index < 2:  # the leak took hold in that run's own process
+            leaked = warm[1]["leaked"]
+            assert leaked["dtype"] == "torch.float64" and leaked["threads"] == 3 and leaked["pl_seed"] == "123"
+            assert leaked["filters"] != cold["state"]["filters"] and leaked["leaked_module"]
+    assert len(seeds) == 4  # and in each warm run, not the worker's copy
+    assert len({lines(tmp_path / "warm" / f"run{i}.log")[0]["ppid"] for i in range(3)}) == 1  # one worker
+
+
+@pytest.mark.slow  # a worker's imports, and a new process's
+def test_warm_runs_get_the_executors_share_of_the_cores(tmp_path) -> None:
+    assert run([[*PROBE, "state"]] * 2, tmp_path, warm=True, max_parallel=2) == [0, 0]
+    threads = max(1, available_cores() // 2)
+    for index in range(2):
+        state = lines(tmp_path / f"run{index}.log")[0]["state"]
+        assert state["omp"] == str(threads) and state["threads"] == threads
+
+
+@pytest.mark.slow  # a worker's imports, and a new process's
+def test_a_kill_9_of_one_warm_run_ends_that_run_only(tmp_path) -> None:
+    pid_file = tmp_path / "pid"
+    commands = [[*PROBE, "sleep-pid", str(pid_file)], [*PROBE, "kill-pid", str(pid_file)], [*PROBE, "kill"],
+                [*PROBE, "exit", "3"], [*PROBE, "state"]]
+    assert run(commands, tmp_path, warm=True, max_parallel=2) == [-signal.SIGKILL, 0, -signal.SIGKILL, 3, 0]
+    assert lines(tmp_path / "run4.log")[0]["ppid"] != os.getpid()  # the same warm worker went on
+
+
+@pytest.mark.slow  # a worker's imports, and a new process's
+def test_runs_of_a_dead_warm_worker_end_as_killed_and_the_next_runs_get_a_new_worker(tmp_path) -> None:
+    pid_file = tmp_path / "pid"
+    commands = [[*PROBE, "state", "sleep-pid", str(pid_file)], [*PROBE, "state", "kill-parent"],
+                [*PROBE, "state"]]
+    codes = run(commands, tmp_path, warm=True, max_parallel=2)
+    assert codes == [-signal.SIGKILL, -signal.SIGKILL, 0]  # the worker's runs die with it
+    first, second = (lines(tmp_path / f"run{i}.log")[0]["ppid"] for i in (0, 2))
+    assert first != second and second != os.getpid()
+    assert not _alive(int(pid_file.read_text()))
+
+
+@pytest.mark.slow  # a worker's imports, and a new process's
+def test_the_log_holds_the_runs_output_and_an_uncaught_error(tmp_path) -> None:
+    assert run([[*PROBE, "no-such-action"]], tmp_path, warm=True) == [1]
+    assert (tmp_path / "run0.log").read_text() == "probe: unknown action 'no-such-action'\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
