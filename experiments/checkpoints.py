@@ -55,8 +55,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except BaseException:
+        except BaseException as error:
             tmp.unlink(missing_ok=True)  # a full disk: the space goes back, the old files stay whole
+            reason = error.__context__
+            if isinstance(reason, OSError) and not isinstance(error, OSError):
+                # torch's writer reports a failed write as "unexpected pos ...": the OS's reason says more
+                raise OSError(reason.errno, reason.strerror, str(path)) from error
             raise
         if path.is_file():
             os.replace(path, previous_checkpoint(path))
