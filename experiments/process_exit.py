@@ -25,31 +25,33 @@ def exit_after(function: Callable[[], Optional[int]]) -> NoReturn:
     program that did the same: its return value (None: 0), a ``SystemExit``'s code (a message
     printed on stderr and 1 when that is not an int), 1 after an uncaught exception's traceback,
     and death by SIGINT after an uncaught ``KeyboardInterrupt``."""
+    killed_by = None
     try:
         code = function() or 0
     except SystemExit as exit:
         code = _system_exit_code(exit)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # CPython, after its clean-up, ends itself with SIGINT: the parent sees that
         sys.excepthook(*sys.exc_info())
-        _flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as CPython does: the parent sees a kill by SIGINT
-        os.kill(os.getpid(), signal.SIGINT)
-        code = 128 + signal.SIGINT  # only where SIGINT could not end the process
+        code, killed_by = 128 + signal.SIGINT, signal.SIGINT
     except BaseException:
         sys.excepthook(*sys.exc_info())
         code = 1
-    exit_process(code)
+    exit_process(code, killed_by=killed_by)
 
 
-def exit_process(code: int) -> NoReturn:
+def exit_process(code: int, *, killed_by: Optional[int] = None) -> NoReturn:
     """End the process with ``code`` now: join the non-daemon threads, run the exit handlers,
-    flush the standard streams, then ``os._exit`` (no interpreter teardown)."""
+    flush the standard streams, then ``os._exit`` (no interpreter teardown); with ``killed_by``,
+    end by that signal instead (``code`` only where it cannot)."""
     main = threading.main_thread()
     for thread in threading.enumerate():
         if thread is not main and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()  # what sys.exit would run; the interpreter exposes it under this name only
     _flush()
+    if killed_by is not None:
+        signal.signal(killed_by, signal.SIG_DFL)
+        os.kill(os.getpid(), killed_by)
     os._exit(code)
 
 

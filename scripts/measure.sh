@@ -27,6 +27,7 @@ sections=(
     "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
+    "fixed-cost|Per-run fixed cost|quick and demo with and without warm workers, alternating rounds (~30 min)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
@@ -222,6 +223,45 @@ section_studies() {
         took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
         echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
     done
+}
+
+section_fixed_cost() {
+    echo "Each study run with warm workers (the default) and with \`--executor-options warm=false\` (every run a"
+    echo "new process), alternating which goes first, each time into a new directory, \`--max-parallel 2\`."
+    echo "Fixed cost per run = (2 × the study's wall time − Σ its runs' \`wall_time_s\`) / runs: what a run"
+    echo "costs besides its training (starting, importing, building, exiting)."
+    echo
+    "$py" - "$optbench" "$work/fixed-cost" <<'PY'
+import json, pathlib, statistics, subprocess, sys, time
+optbench, work = sys.argv[1], pathlib.Path(sys.argv[2])
+studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 2)]  # (study, overrides, rounds)
+print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+summary = []
+for study, overrides, rounds in studies:
+    speedups, costs = [], {"warm": [], "cold": []}
+    for round in range(rounds):
+        measured = {}
+        for mode in (("warm", "cold") if round % 2 == 0 else ("cold", "warm")):
+            out = work / f"{study}-{round}-{mode}"
+            options = [] if mode == "warm" else ["--executor-options", "warm=false"]
+            start = time.perf_counter()
+            subprocess.run([optbench, "study", "run", study, f"out_dir={out}", *overrides, "--max-parallel", "2",
+                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+            trained = [json.loads(p.read_text())["wall_time_s"] for p in out.glob(f"{study}/*/summary.json")]
+            measured[mode] = (wall, (2 * wall - sum(trained)) / len(trained), len(trained))
+            costs[mode].append(measured[mode][1])
+        speedups.append(measured["cold"][0] / measured["warm"][0])
+        print(f"| `{study}` ({measured['warm'][2]} runs) | {round + 1} | {measured['warm'][0]:.1f} s | "
+              f"{measured['warm'][1]:.2f} s | {measured['cold'][0]:.1f} s | {measured['cold'][1]:.2f} s | "
+              f"{speedups[-1]:.2f}× |")
+    summary.append(f"- `{study}`: warm workers **{statistics.median(speedups):.2f}×** faster (median of the rounds); "
+                   f"fixed cost per run {statistics.median(costs['warm']):.2f} s warm, "
+                   f"{statistics.median(costs['cold']):.2f} s cold.")
+print()
+print("\n".join(summary))
+PY
 }
 
 section_bs_scaling_vision() {

@@ -108,7 +108,8 @@ def serve(preload: Sequence[str] = PRELOAD) -> NoReturn:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            emit({"ended": children.pop(pid), "code": os.waitstatus_to_exitcode(status)})
+            if pid in children:
+                emit({"ended": children.pop(pid), "code": os.waitstatus_to_exitcode(status)})
 
 
 def _fork_run(request: dict[str, Any], *, close: Sequence[int], sigint: Any) -> int:
@@ -168,9 +169,8 @@ class WarmWorker:
     executor starts another worker for the next run.
     """
 
-    def __init__(self, env: dict[str, str], preload: Sequence[str] = PRELOAD,
-                 preexec_fn: Optional[Callable[[], None]] = None) -> None:
-        command = [sys.executable, "-c", f"from {__name__} import serve; serve({list(preload)!r})"]
+    def __init__(self, env: dict[str, str], preexec_fn: Optional[Callable[[], None]] = None) -> None:
+        command = [sys.executable, "-c", f"from {__name__} import serve; serve()"]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                         preexec_fn=preexec_fn)
         self._events = self.process.stdout.fileno()
@@ -212,8 +212,9 @@ class WarmWorker:
             for run in list(self.runs.values()):
                 self._ended(run.id, -signal.SIGKILL)
             return False
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        for line in lines:
+        self._pending += chunk
+        while b"\n" in self._pending:  # one event at a time: an exception in between loses none
+            line, self._pending = self._pending.split(b"\n", 1)
             event = json.loads(line)
             if "started" in event:
                 self.runs[event["started"]].pid = event["pid"]
