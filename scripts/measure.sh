@@ -28,6 +28,7 @@ sections=(
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
     "fixed-cost|Per-run fixed cost|quick and demo with and without warm workers, alternating rounds (~30 min)"
+    "foreach|Foreach on a CPU|step time of the torch baselines with optimizer.foreach=true against torch's default (~15 min)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
@@ -261,6 +262,36 @@ for study, overrides, rounds in studies:
                    f"{statistics.median(costs['cold']):.2f} s cold.")
 print()
 print("\n".join(summary))
+PY
+}
+
+section_foreach() {
+    echo "The training step time (\`train_step_time_s\`) of AdamW and SGD with \`optimizer.foreach=true\` over"
+    echo "torch's CPU default (one tensor at a time), 60 steps, 1 thread, in one process; 5 rounds, each running"
+    echo "both, alternating which goes first; the ratio per round, then the median (< 1: foreach is faster)."
+    echo
+    "$py" - "$work/foreach" <<'PY'
+import statistics, sys
+import torch
+from experiments.config import load_config
+from experiments.train import train
+torch.set_num_threads(1)
+tasks = [("vision (default size)", ["task=vision"]), ("vision tiny", ["task=vision", "size=tiny"]),
+         ("lm tiny", ["task=lm", "size=tiny"]), ("asr tiny", ["task=asr", "size=tiny"])]
+print("| optimizer | task | foreach / default, per round | median |")
+print("|---|---|---|---:|")
+for optimizer in ("adamw", "sgd"):
+    for name, overrides in tasks:
+        ratios = []
+        for round in range(5):
+            step = {}
+            for foreach in ((False, True) if round % 2 == 0 else (True, False)):
+                config = load_config([*overrides, f"optimizer.name={optimizer}", "trainer.max_steps=60",
+                                      "trainer.val_every_n_steps=1000", f"out_dir={sys.argv[1]}",
+                                      *(["optimizer.foreach=true"] if foreach else [])])
+                step[foreach] = train(config, force=True)["train_step_time_s"]
+            ratios.append(step[True] / step[False])
+        print(f"| {optimizer} | {name} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** |")
 PY
 }
 
