@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.studies.executors import build_executor
 from experiments.studies.local import LocalExecutor, available_cores
 from experiments.studies.warm_worker import warm_module
 from tests.experiments.support import REPO
@@ -36,6 +37,11 @@ def run(commands: list[list[str]], log_dir: Path, *, warm: bool, max_parallel: i
 
 def lines(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def test_the_local_executor_is_warm_unless_told_otherwise(tmp_path) -> None:
+    assert build_executor("local", tmp_path, options={}).warm is True
+    assert build_executor("local", tmp_path, options={"warm": False}).warm is False
 
 
 def test_module_commands_of_this_interpreter_are_the_warm_ones() -> None:
