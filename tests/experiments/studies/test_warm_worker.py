@@ -115,3 +115,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_a_warm_run_that_launches_ddp_processes_logs_what_a_new_process_logs(tmp_path) -> None:
+    """Lightning's DDP launcher starts the other rank with the command of ``__main__``: from a
+    warm worker's child that is the run's own command, and the two ranks train as from a new
+    process."""
+    ddp = ["task=lm", "size=tiny", "trainer.max_steps=20", "trainer.val_every_n_steps=10", "trainer.log_every_n_steps=10",
+           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "data.batch_size=16"]
+    logged = {}
+    for warm in (True, False):
+        command = [sys.executable, "-m", "experiments.cli", "train", *ddp, f"out_dir={tmp_path / str(warm)}"]
+        assert run([command], tmp_path / f"logs-{warm}", warm=warm) == [0]
+        (metrics,) = (tmp_path / str(warm)).glob("default/*/metrics.jsonl")
+        logged[warm] = [{k: v for k, v in json.loads(line).items() if k not in ("wall_time", "throughput")}
+                        for line in metrics.read_text().splitlines()]
+    assert logged[True] == logged[False] and [row["step"] for row in logged[True]] == [10, 10, 20, 20]
