@@ -21,14 +21,12 @@ sections=(
     "test-parts|Triton and SLURM tests|the Triton-interpreter and SLURM-cluster tests on their own (~2 min)"
     "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, the goals, the fused kernel's cold build (~5 min)"
     "gpu|GPU|the CUDA optimizer step and each large task against a bare loop (needs a CUDA device; not in the default set)"
-    "harness|Harness|optbench bench harness, default vision and tiny lm/asr (~10 min)"
+    "harness|Harness|optbench bench harness, default vision and tiny lm/asr; foreach for the torch baselines on a CPU (~25 min)"
     "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps (~2 min)"
     "first-run|The default run|optbench train with no arguments (~5 min)"
     "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
-    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
-    "fixed-cost|Per-run fixed cost|quick and demo with and without warm workers, alternating rounds (~30 min)"
-    "foreach|Foreach on a CPU|step time of the torch baselines with optimizer.foreach=true against torch's default (~15 min)"
+    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr; per-run fixed cost of quick and demo with and without warm workers (~60 min)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
@@ -168,6 +166,8 @@ section_harness() {
         echo
         "$optbench" bench harness task="$task" size=tiny trainer.max_steps=30 --rounds 1 | fenced
     done
+    echo
+    baselines_foreach
 }
 
 section_analysis() {
@@ -224,13 +224,16 @@ section_studies() {
         took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
         echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
     done
+    echo
+    fixed_cost
 }
 
-section_fixed_cost() {
-    echo "Each study run with warm workers (the default) and with \`--executor-options warm=false\` (every run a"
-    echo "new process), alternating which goes first, each time into a new directory, \`--max-parallel 2\`."
-    echo "Fixed cost per run = (2 × the study's wall time − Σ its runs' \`wall_time_s\`) / runs: what a run"
-    echo "costs besides its training (starting, importing, building, exiting)."
+fixed_cost() {  # studies, with and without warm workers: what a run costs besides training
+    echo "**Per-run fixed cost, with and without warm workers.** Each study run with warm workers (the"
+    echo "default) and with \`--executor-options warm=false\` (every run a new process), alternating which goes"
+    echo "first, each time into a new directory, \`--max-parallel 2\`. Fixed cost per run = (2 × the study's wall"
+    echo "time − Σ its runs' \`wall_time_s\`) / runs: what a run costs besides its training (starting,"
+    echo "importing, building, exiting)."
     echo
     "$py" - "$optbench" "$work/fixed-cost" <<'PY'
 import json, pathlib, statistics, subprocess, sys, time
@@ -265,10 +268,11 @@ print("\n".join(summary))
 PY
 }
 
-section_foreach() {
-    echo "The training step time (\`train_step_time_s\`) of AdamW and SGD with \`optimizer.foreach=true\` over"
-    echo "torch's CPU default (one tensor at a time), 60 steps, 1 thread, in one process; 5 rounds, each running"
-    echo "both, alternating which goes first; the ratio per round, then the median (< 1: foreach is faster)."
+baselines_foreach() {  # the torch baselines' step time with foreach=true over torch's CPU default
+    echo "**\`foreach\` for the torch baselines on a CPU.** The training step time (\`train_step_time_s\`) of"
+    echo "AdamW and SGD with \`optimizer.foreach=true\` over torch's CPU default (one tensor at a time), 60"
+    echo "steps, 1 thread, in one process; 5 rounds, each running both, alternating which goes first; the"
+    echo "ratio per round, then the median (< 1: foreach is faster)."
     echo
     "$py" - "$work/foreach" <<'PY'
 import statistics, sys
