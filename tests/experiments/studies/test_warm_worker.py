@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from experiments.studies.executors import build_executor
 from experiments.studies.local import LocalExecutor, available_cores
 from experiments.studies.warm_worker import warm_module
-from tests.experiments.support import REPO
+from tests.experiments.support import REPO, TINY, subprocess_env
 
 PROBE = [sys.executable, "-m", "tests.experiments.studies.probe"]
 
@@ -109,6 +111,54 @@ def test_the_log_holds_the_runs_output_and_an_uncaught_error(tmp_path) -> None:
     assert (tmp_path / "run0.log").read_text() == "probe: unknown action 'no-such-action'\n"
 
 
+# Runs two sleeping probes through a warm executor and says how the executor's run ended.
+CTRL_C_PROGRAM = """
+import sys
+from pathlib import Path
+from experiments.studies.local import LocalExecutor
+probe, logs = [sys.executable, "-m", "tests.experiments.studies.probe"], Path(sys.argv[1])
+try:
+    LocalExecutor(logs, max_parallel=2, warm=True).run(
+        [[*probe, "sleep-pid", str(logs / f"pid{i}")] for i in range(2)], lambda index, code: None,
+        labels=["run0", "run1"])
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.slow  # a worker's imports
+def test_ctrl_c_on_the_terminal_reaches_the_warm_runs_and_ends_the_study(tmp_path) -> None:
+    """A terminal sends SIGINT to its whole foreground process group: the warm worker ignores
+    it, its children stop with ``KeyboardInterrupt`` as a new process would, and the executor,
+    interrupted too, ends with nothing left running."""
+    study = subprocess.Popen([sys.executable, "-c", CTRL_C_PROGRAM, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             cwd=REPO, env=subprocess_env(), start_new_session=True)
+    pid_files = [tmp_path / f"pid{i}" for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and study.poll() is None, "the runs did not start"
+        time.sleep(0.05)
+    os.killpg(study.pid, signal.SIGINT)
+    assert study.communicate(timeout=60)[0] == "interrupted\n"
+    for index, pid_file in enumerate(pid_files):
+        assert (tmp_path / f"run{index}.log").read_text().endswith("KeyboardInterrupt\n")
+        assert not _alive(int(pid_file.read_text()))
+    assert _group_gone(study.pid, timeout_s=10)  # the worker too, and everything else of the group
+
+
+def _group_gone(pgid: int, timeout_s: float) -> bool:
+    """Whether process group ``pgid`` has no process left within ``timeout_s`` (an orphan's
+    reaping by init takes a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -132,3 +182,19 @@ def test_a_warm_run_that_launches_ddp_processes_logs_what_a_new_process_logs(tmp
         logged[warm] = [{k: v for k, v in json.loads(line).items() if k not in ("wall_time", "throughput")}
                         for line in metrics.read_text().splitlines()]
     assert logged[True] == logged[False] and [row["step"] for row in logged[True]] == [10, 10, 20, 20]
+
+
+@pytest.mark.slow  # a new process's imports and a tiny run
+def test_a_run_imports_none_of_what_it_does_not_use(tmp_path, monkeypatch) -> None:
+    """What a warm worker preloads and a tiny run then imports leaves out wandb (with the default
+    logger.wandb=disabled), pandas, scikit-learn (the digits come from the cache) and the analysis."""
+    from experiments.data.images import sklearn_digits
+
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "cache"))
+    sklearn_digits()  # fills the cache
+    program = ("import sys; from experiments.cli import main; "
+               f"code = main(['train', *{TINY!r}, 'trainer.max_steps=2', 'out_dir={tmp_path / 'runs'}']); "
+               "print(code, sorted(m for m in ('wandb', 'pandas', 'sklearn', 'analysis') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**subprocess_env(), "OPTBENCH_CACHE": str(tmp_path / "cache")})
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr
