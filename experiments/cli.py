@@ -262,7 +262,8 @@ def _study_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
     run.add_argument("--executor", default="local", help="where runs train: local (default) or slurm")
     run.add_argument("--executor-options", nargs="+", default=[], metavar="K=V",
-                     help="executor settings, e.g. slurm partition=gpu timeout_min=60")
+                     help="executor settings, e.g. slurm partition=gpu timeout_min=60; "
+                          "local warm=false (every run a new process)")
     run.add_argument("--max-parallel", type=_positive_int, default=1,
                      help="local runs at a time; each gets cores/N torch threads (default 1)")
     run.add_argument("--dry-run", action="store_true", help="list the planned runs; train nothing")
