@@ -5,8 +5,9 @@ A plain function (tests call it; the CLI is a thin layer over it), in three step
 the Trainer), ``fit`` trains it from its last checkpoint if there is one, and ``finish`` writes
 its summary from what the callbacks tracked while it trained. Completed and diverged runs are
 results: running the same config again is a no-op unless ``force``. A run killed or interrupted
-part-way resumes from its last checkpoint and ends with the summary an uninterrupted run would
-have written (the tracked state travels in the checkpoint).
+part-way resumes from its last checkpoint (the previous one, or step 0, where that is unreadable:
+``experiments.checkpoints``) and ends with the summary an uninterrupted run would have written
+(the tracked state travels in the checkpoint).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+from experiments.checkpoints import AtomicCheckpointIO, choose_resume
 from experiments.config import (
     ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer,
     resolved_target, run_dir, to_yaml,
@@ -268,6 +271,8 @@ def _trainer(config: DictConfig, store: RunStore, callbacks: list[pl.Callback]) 
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
     _check_precision(config, trainer)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a strategy with its own format keeps it
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return trainer
 
 
@@ -309,9 +314,12 @@ def fit(run: Run) -> tuple[str, Optional[str]]:
     summary here and raises ``Interrupted``, naming the signal.
     """
     store, trainer = run.store, run.trainer
-    resume = store.resume_checkpoint()
+    chosen = choose_resume(store, set_aside=trainer.is_global_zero)
+    resume = chosen.path
     if trainer.is_global_zero:
-        store.begin(to_yaml(recorded(run.config)), collect_meta(), resume=resume is not None)
+        if chosen.unreadable:
+            log.warning(chosen.notice(store))
+        store.begin(to_yaml(recorded(run.config)), {**collect_meta(), **chosen.meta(store)}, resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
     status, error = COMPLETED, None

@@ -86,7 +86,10 @@ def test_bad_command_is_a_one_line_error(case, argv, message, tmp_path, capsys) 
 # The executor is checked once the study is planned: a small spec plans in a fraction of the time.
 @pytest.mark.parametrize("case, argv, message", [
     ("unknown executor", ["--executor", "pbs"], "unknown executor 'pbs' (valid: local, slurm)"),
-    ("options for the local executor", ["--executor-options", "partition=x"], "takes no --executor-options"),
+    ("options for the local executor", ["--executor-options", "partition=x"],
+     "the local executor takes no --executor-options partition (valid: warm; runs at a time: --max-parallel)"),
+    ("warm not a boolean", ["--executor-options", "warm=sometimes"],
+     "--executor-options warm=sometimes is not a boolean (true or false)"),
     ("option not key=value", ["--executor-options", "partition"], "--executor-options 'partition' is not of the form"),
 ])
 def test_bad_executor_is_a_one_line_error(case, argv, message, write_spec, tmp_path, capsys) -> None:
