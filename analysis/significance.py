@@ -39,7 +39,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["MIN_SEEDS", "CONFIDENCE", "TEST", "Difference", "welch", "censored_welch", "estimate_difference"]
+__all__ = ["MIN_SEEDS", "CONFIDENCE", "TEST", "Difference", "welch_stats", "welch", "censored_welch",
+           "estimate_difference"]
 
 MIN_SEEDS = 3  # per compared cell, for any ordering
 CONFIDENCE = 0.95
@@ -95,34 +96,42 @@ class Difference:
         return f"{self.seeds()}; an ordering needs {MIN_SEEDS} seeds per cell"
 
 
-def _clean(values: Sequence[float]) -> np.ndarray:
+def welch_stats(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int,
+                censored_a: int = 0, censored_b: int = 0, confidence: float = CONFIDENCE) -> Difference:
+    """Welch's t-interval of mean_a − mean_b from each side's mean, standard deviation (ddof 1)
+    and size; ``censored_*``: how many of each side's values are censored (see the module)."""
+    n_a, n_b = int(n_a), int(n_b)
+    if n_a == 0 or n_b == 0:
+        return Difference(math.nan, math.nan, math.nan, n_a, n_b, censored_a, censored_b)
+    estimate = float(mean_a - mean_b)
+    if n_a < 2 or n_b < 2:
+        return Difference(estimate, math.nan, math.nan, n_a, n_b, censored_a, censored_b)
+    va, vb = std_a ** 2 / n_a, std_b ** 2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Difference(estimate, estimate, estimate, n_a, n_b, censored_a, censored_b)
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
+    return Difference(estimate, estimate - half, estimate + half, n_a, n_b, censored_a, censored_b)
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, int]:
     array = np.asarray(values, dtype=float)
-    return array[np.isfinite(array)]
+    array = array[np.isfinite(array)]
+    return (float(array.mean()) if len(array) else math.nan,
+            float(array.std(ddof=1)) if len(array) > 1 else math.nan, len(array))
 
 
 def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Difference:
     """Welch's t-interval of mean(a) − mean(b) (non-finite values left out; see the module)."""
-    a, b = _clean(a), _clean(b)
-    if len(a) == 0 or len(b) == 0:
-        return Difference(math.nan, math.nan, math.nan, len(a), len(b))
-    estimate = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return Difference(estimate, math.nan, math.nan, len(a), len(b))
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return Difference(estimate, estimate, estimate, len(a), len(b))
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
-    return Difference(estimate, estimate - half, estimate + half, len(a), len(b))
+    return welch_stats(*_stats(a), *_stats(b), confidence=confidence)
 
 
 def censored_welch(a: Sequence[float], a_censored: Sequence[bool], b: Sequence[float], b_censored: Sequence[bool],
                    confidence: float = CONFIDENCE) -> Difference:
     """``welch`` of steps- or time-to-target whose censored runs are given at their budget;
     the result refuses an ordering that a censored run could reverse (see the module)."""
-    d = welch(a, b, confidence)
-    return Difference(d.estimate, d.low, d.high, d.n_a, d.n_b, int(np.sum(a_censored)), int(np.sum(b_censored)))
+    return welch_stats(*_stats(a), *_stats(b), int(np.sum(a_censored)), int(np.sum(b_censored)), confidence)
 
 
 def estimate_difference(a: float, se_a: float, df_a: float, b: float, se_b: float, df_b: float, n_a: int, n_b: int,

@@ -96,7 +96,7 @@ def test_best_lr_per_batch_size():
             (64, 0.4, 0, 350), (64, 0.4, 1, 350),        # mean 350: the best at 64
             (128, 0.4, 0, None), (128, 0.8, 0, None),    # nothing reached it
         ]))
-    table = scaling_table(runs, target_summary(run_targets(runs, metrics_frame([])))).set_index(F.BATCH_SIZE)
+    table = scaling_table(runs, run_targets(runs, metrics_frame([]))).set_index(F.BATCH_SIZE)
     assert table.loc[32, ["best_lr", F.STEPS_TO_TARGET, "censored", "n_runs", "n_diverged"]].tolist() == [0.2, 400, 0, 6, 2]
     assert table.loc[64, ["best_lr", F.STEPS_TO_TARGET, "censored"]].tolist() == [0.4, 350, 0]
     assert math.isnan(table.loc[128, "best_lr"]) and math.isnan(table.loc[128, F.STEPS_TO_TARGET])
@@ -148,7 +148,7 @@ def test_critical_batch_fit_recovers_known_parameters():
 def test_critical_batch_table_with_the_measured_noise_scale():
     batch = [32, 64, 128, 256]
     scaling = pd.DataFrame({F.TASK: "vision", F.OPTIMIZER: "novograd", F.BATCH_SIZE: batch,
-                            F.STEPS_TO_TARGET: steps_model(np.array(batch), 100.0, 64.0)})
+                            F.STEPS_TO_TARGET: steps_model(np.array(batch), 100.0, 64.0), "censored": 0, "n_scored": 3})
     runs = runs_of({F.OPTIMIZER: "novograd", F.GRAD_NOISE_SCALE: 50.0}, {F.OPTIMIZER: "novograd", F.GRAD_NOISE_SCALE: 70.0})
     row = critical_batch_table(runs, scaling).iloc[0]
     assert row["b_crit"] == pytest.approx(64.0, rel=1e-6) and row[F.GRAD_NOISE_SCALE] == 60.0
