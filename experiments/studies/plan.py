@@ -8,7 +8,7 @@ point; then, with ``max_micro_batch``, a larger ``data.batch_size`` B becomes mi
 ``max_micro_batch`` with ``trainer.accumulate_grad_batches`` multiplied by B / max_micro_batch
 (the same effective batch per optimizer step; such a run's id is that of the accumulated config).
 A run measuring the gradient noise scale, which needs two micro-batches a step, is split in two
-the same way where its batch is one micro-batch.
+the same way where its batch is one micro-batch (``StudyPlan.noise_runs``).
 
 The search phase is planned here; the runs that depend on results (a search's extension beyond
 an edge, the seeds of a selected point) are planned by ``StudyPlan``'s methods from the
@@ -129,8 +129,10 @@ class StudyPlan:
         effective batch). Not a scoring run: BatchNorm sees the half batches."""
         if not self.spec.measure_noise_scale:
             return []
-        return [_planned(self.spec, [*chosen.overrides, "trainer.grad_noise_scale=true"], chosen.cell, chosen.point,
-                         NOISE)]
+        dotlist = list(chosen.overrides)
+        if chosen.config.trainer.accumulate_grad_batches < 2:
+            dotlist = _micro_batches(dotlist, chosen.config, 2, f"study spec {self.spec.source}: {cell.label}")
+        return [_planned(self.spec, [*dotlist, "trainer.grad_noise_scale=true"], chosen.cell, chosen.point, NOISE)]
 
 
 def _unique(runs) -> list[PlannedRun]:
@@ -237,8 +239,6 @@ def _planned(spec: StudySpec, dotlist: list[str], cell: tuple, point: tuple, pha
             raise StudyError(f"{where}: data.batch_size={config.data.batch_size} is not a multiple of "
                              f"max_micro_batch={micro}")
         config = _load(dotlist := _micro_batches(dotlist, config, config.data.batch_size // micro, where), where)
-    if config.trainer.grad_noise_scale and config.trainer.accumulate_grad_batches < 2:
-        config = _load(dotlist := _micro_batches(dotlist, config, 2, where), where)
     from experiments.config import run_dir  # the store's layout, as `optbench train` places the run
 
     return PlannedRun(overrides=tuple(dotlist), config=config, run_id=run_id(config), root=run_dir(config),
