@@ -71,9 +71,9 @@ def _speed(best_targets: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return against_leader(stats, {task: False for task in stats[F.TASK].unique()})
 
 
-def compare(frames: Frames, roles: Optional[pd.Series] = None) -> Comparison:
+def compare(frames: Frames, roles: Optional[pd.DataFrame] = None) -> Comparison:
     """All comparisons of ``frames`` (pure: reads the frames, writes nothing); ``roles``: each
-    run's role in its study (``roles.read_roles``), none if not given."""
+    run's role and optimizer variant in its study (``roles.read_roles``), none if not given."""
     runs = with_roles(frames.runs, roles)
     results = finished(runs)
     metrics = {task: group[F.METRIC].mode().iloc[0] for task, group in results.dropna(subset=[F.METRIC]).groupby(F.TASK)}

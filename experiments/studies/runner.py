@@ -191,6 +191,7 @@ def run_study(plan: StudyPlan, executor: Executor, log: StudyLog) -> StudyResult
     _run_phase(SEARCH if plan.spec.search else GRID, search, plan, executor, log)
     result.runs += search
     if plan.spec.search is None:
+        write_selections(plan)
         return result
     tried = {run.run_id for run in search}
     while True:  # each round extends the searches that still sit on an edge; a failed run waits for the next invocation

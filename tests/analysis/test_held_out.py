@@ -101,3 +101,23 @@ def test_without_the_record_the_selecting_run_scores_too_and_the_report_says_so(
     cells = c.cells.set_index(F.OPTIMIZER)
     assert cells["n_seeds"].tolist() == [4, 4] and not cells["held_out"].any()
     assert "Scores include the runs that selected each entry" in paper_footnote(c.paper)
+
+
+def test_an_option_the_grid_sets_makes_an_optimizer_of_its_own(tmp_path):
+    """sgd with and without momentum, linked in the grid: two optimizers in every table."""
+    spec = {"name": "variants", "base": {"task": "vision", "size": "tiny", "target": 0.9},
+            "grid": {"optimizer.name,optimizer.momentum": [["sgd", 0.0], ["sgd", 0.9]]},
+            "search": {"space": {"optimizer.lr": {"log_range": [1e-3, 1e-1], "points": 3}}}}
+    plan = plan_study(parse_spec(spec), [f"out_dir={tmp_path}"])
+    records = []
+    for run in plan.search_runs():  # the same lrs and steps for both: only the record tells them apart
+        record, _ = synthetic.synthetic_run("variants", run.run_id, "vision", "sgd", 32, run.config.optimizer.lr, 0,
+                                            300.0)
+        records.append(record)
+    synthetic.write_store(tmp_path, Frames(typed_runs(records), synthetic.metrics_frame([]), synthetic.layers_frame([])))
+    write_record(plan)
+    write_selections(plan)
+    frames = load([tmp_path / "variants"], cache_dir=None)
+    c = compare(frames, read_roles(frames.runs))
+    assert sorted(c.cells[F.OPTIMIZER]) == ["sgd (momentum=0.0)", "sgd (momentum=0.9)"]
+    assert c.cells["n_seeds"].tolist() == [1, 1]
