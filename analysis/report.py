@@ -6,7 +6,7 @@ Layout under the output directory (names are a contract)::
 
     index.html
     tables/  runs.csv scaling.csv stability.csv memory.csv paper.md paper.tex paper.csv
-             targets.csv critical_batch.csv stable_lr.csv speed.csv budget.csv tuning.csv
+             targets.csv critical_batch.csv stable_lr.csv speed.csv budget.csv tuning.csv claims.csv
     figures/ <name>.png <name>.svg
 """
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis import figures as fig
 from analysis import frames as F
+from analysis.claims import claims_table, paper_claims
 from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
@@ -55,7 +56,7 @@ def write_tables(c: Comparison, out: Path) -> dict[str, pd.DataFrame]:
         "runs": c.runs[[*RUNS_COLUMNS, ROLE]].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED]),
         "scaling": c.scaling, "stability": c.stability, "memory": c.memory, "targets": c.targets,
         "critical_batch": c.critical_batch, "stable_lr": c.stable_lr, "paper": c.paper, "speed": _speed_table(c),
-        "budget": c.budget, "tuning": c.tuning,
+        "budget": c.budget, "tuning": c.tuning, "claims": claims_table(paper_claims(c)),
     }
     directory = out / "tables"
     directory.mkdir(parents=True, exist_ok=True)
@@ -175,7 +176,8 @@ def _overview(c: Comparison, sources: list[str]) -> dict[str, object]:
 
 
 def render_html(c: Comparison, figures: list[Figure], skipped: list[str], sources: list[str]) -> str:
-    """The report page: overview, findings, paper table, figures (embedded), tables, problems."""
+    """The report page: overview, findings, paper claims, paper table, figures (embedded), tables,
+    problems."""
     embedded = [(f.name, f.caption, base64.b64encode(f.png.read_bytes()).decode("ascii")) for f in figures]
     tables = [(title, _html_table(frame)) for title, frame in (
         (f"Steps and time to target of each optimizer's fastest configuration, with the orderings ({TEST}; "
@@ -193,6 +195,7 @@ def render_html(c: Comparison, figures: list[Figure], skipped: list[str], source
     problems = _problems(c.runs)
     template = jinja2.Environment(autoescape=True).from_string(_TEMPLATE)
     return template.render(overview=_overview(c, sources), findings=findings(c), min_seeds=MIN_SEEDS, test=TEST,
+                           claims=paper_claims(c),
                            paper=_paper_html(c.paper) if len(c.paper) else "",
                            footnote=paper_footnote(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
                            tables=tables, problems=_html_table(problems) if len(problems) else "",
@@ -239,6 +242,12 @@ on {{ test }}: a difference whose interval contains 0 is a tie ("within noise"),
 seeds per compared cell no ordering is stated.</p>
 <h2>Findings</h2>
 <ul>{% for line in findings %}<li>{{ line }}</li>{% else %}<li>No finished run has a metric to compare.</li>{% endfor %}</ul>
+<h2>Paper claims</h2>
+<p>Each claim of the NovoGrad and LARC papers and of Shallue et al. that these runs can test, with the verdict the
+tests over seeds give (also <code>tables/claims.csv</code>; <code>optbench claims</code> checks them alone).</p>
+<table class="table"><tr><th>claim</th><th>verdict</th><th>evidence</th><th>studies</th></tr>
+{% for claim in claims %}<tr><td>{{ claim.statement }} <small>({{ claim.source }})</small></td><td><b>{{ claim.verdict }}</b></td>
+<td style="text-align: left">{{ claim.evidence }}</td><td>{{ claim.studies }}</td></tr>{% endfor %}</table>
 {% if paper %}<h2>Comparison table</h2>
 <p>Best validation metric, mean ± std over the seeds that score each entry (also <code>tables/paper.md</code>, <code>.tex</code>, <code>.csv</code>).</p>
 {{ paper | safe }}<p><small>{{ footnote }}</small></p>{% endif %}

@@ -12,12 +12,13 @@ interval, and compared.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 from analysis import frames as F
 from analysis.cells import CELL, choose_cells, finished
@@ -80,7 +81,11 @@ def fit_critical_batch(batch: np.ndarray, steps: np.ndarray) -> CriticalBatchFit
     def model(b: np.ndarray, log_s_min: float, log_b_crit: float) -> np.ndarray:
         return log_s_min + np.log1p(np.exp(log_b_crit) / b)
 
-    (log_s, log_b), covariance = curve_fit(model, batch, np.log(steps), p0=np.log(start))
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        # Steps that do not fall with the batch drive B_crit to 0 or ∞: the fit then has no
+        # covariance, and its standard errors are NaN (no interval, no claim), not a warning.
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (log_s, log_b), covariance = curve_fit(model, batch, np.log(steps), p0=np.log(start))
     se = np.sqrt(np.diag(covariance)) if np.all(np.isfinite(covariance)) else np.full(2, np.nan)
     s_min, b_crit = math.exp(log_s), math.exp(log_b)
     return CriticalBatchFit(s_min, s_min * se[0], b_crit, b_crit * se[1])  # delta method

@@ -60,6 +60,9 @@ def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp
     assert "None: every run completed." in html
     assert "On vision, the best mean val/acc is novograd&#39;s" in html  # two seeds each: no ordering claimed
     assert "no ordering is claimed: it has 2 seed(s), and an ordering needs 3 per cell" in html
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert "<h2>Paper claims</h2>" in html and len(claims) == 6
+    assert claims.set_index("key").loc["novograd-state", "verdict"] == "supported"  # 0.5× adamw's state
 
 
 @pytest.mark.slow
