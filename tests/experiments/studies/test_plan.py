@@ -95,7 +95,7 @@ def test_seed_runs_rerun_the_selected_point_with_each_seed() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["quick", "bs-scaling-vision", "bs-scaling-asr", "bs-scaling-lm", "stability",
-                                  "paper-table"])
+                                  "paper-table", "demo", "claims-lr", "claims-scaling"])
 def test_builtin_studies_plan(name: str) -> None:
     study = plan_study(load_spec(name))
     assert study.search_runs()
@@ -103,6 +103,10 @@ def test_builtin_studies_plan(name: str) -> None:
         assert len(study.cells) == 20 and {dict(c.key)["optimizer.name"] for c in study.cells} == {
             "novograd", "adamw", "sgd", "larc_sgd"}
         assert len({dict(c.key)["data.batch_size"] for c in study.cells}) >= 5 and len(study.spec.seeds) >= 2
+    if study.spec.seeds:  # a built-in that compares confirms each selected point with the 3 seeds an ordering needs
+        assert len(study.spec.seeds) >= 3 and (study.spec.search.extend or name == "demo")
+    if name.startswith(("bs-scaling", "claims-scaling")):
+        assert study.spec.measure_noise_scale
 
 
 def test_search_seeds_run_every_point_once_per_seed() -> None:
