@@ -4,10 +4,9 @@ findings and the report read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pandas as pd
-
-from typing import Optional
 
 from analysis import frames as F
 from analysis.cells import CELL, best_cells, choose_cells, direction_of, finished

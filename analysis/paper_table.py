@@ -18,7 +18,8 @@ from analysis import frames as F
 from analysis.orderings import BEHIND, BEST, TOO_FEW, against_leader
 from analysis.significance import MIN_SEEDS, TEST
 
-__all__ = ["paper_table", "paper_footnote", "format_mean_std", "latex_escape", "paper_markdown", "paper_latex"]
+__all__ = ["paper_table", "paper_footnote", "entries", "format_mean_std", "latex_escape", "paper_markdown",
+           "paper_latex"]
 
 
 def paper_table(cells: pd.DataFrame, metrics: dict[str, str], directions: dict[str, bool]) -> pd.DataFrame:
@@ -80,14 +81,17 @@ def format_mean_std(mean: float, std: float) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
+def entries(table: pd.DataFrame) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(optimizer, task) → (the entry's text, whether it is bold): ``mean ± std``, with a * where
+    the table mixes held-out entries with entries whose scores include their selecting runs."""
+    mixed = table["held_out"].astype(bool).nunique() > 1
+    return {(row[F.OPTIMIZER], row[F.TASK]): (format_mean_std(row["mean"], row["std"])
+                                              + ("*" if mixed and not row["held_out"] else ""), bool(row["bold"]))
+            for _, row in table.iterrows()}
+
+
 def _wide(table: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[str, bool]]]:
-    tasks = sorted(table[F.TASK].unique())
-    optimizers = sorted(table[F.OPTIMIZER].unique())
-    mixed = table["held_out"].astype(bool).nunique() > 1  # then the entries not held out carry a *
-    cells = {(row[F.OPTIMIZER], row[F.TASK]): (format_mean_std(row["mean"], row["std"])
-                                               + ("*" if mixed and not row["held_out"] else ""), bool(row["bold"]))
-             for _, row in table.iterrows()}
-    return tasks, optimizers, cells
+    return sorted(table[F.TASK].unique()), sorted(table[F.OPTIMIZER].unique()), entries(table)
 
 
 def _header(table: pd.DataFrame, task: str) -> tuple[str, str, bool]:

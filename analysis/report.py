@@ -27,7 +27,7 @@ from analysis.claims import claims_table, paper_claims
 from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
-from analysis.paper_table import format_mean_std, paper_footnote, paper_latex, paper_markdown
+from analysis.paper_table import entries, paper_footnote, paper_latex, paper_markdown
 from analysis.roles import ROLE, read_roles
 from analysis.significance import MIN_SEEDS, TEST
 from experiments.store import COMPLETED, RUN_STATUSES
@@ -146,8 +146,9 @@ def _html_table(frame: pd.DataFrame) -> str:
 
 
 def _paper_html(paper: pd.DataFrame) -> str:
-    wide = paper.assign(cell=[("<b>{}</b>" if bold else "{}").format(html.escape(format_mean_std(m, s)))
-                              for m, s, bold in zip(paper["mean"], paper["std"], paper["bold"])])
+    texts = entries(paper)
+    wide = paper.assign(cell=[("<b>{}</b>" if bold else "{}").format(html.escape(text)) for text, bold in
+                              (texts[(o, t)] for o, t in zip(paper[F.OPTIMIZER], paper[F.TASK]))])
     wide = wide.pivot(index=F.OPTIMIZER, columns=F.TASK, values="cell").fillna("")
     heads = {t: f"{t} ({paper.loc[paper[F.TASK] == t, F.METRIC].iloc[0]} "
                 f"{'↑' if paper.loc[paper[F.TASK] == t, F.HIGHER_IS_BETTER].iloc[0] else '↓'})" for t in wide.columns}

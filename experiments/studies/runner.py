@@ -79,29 +79,13 @@ def run_state(run: PlannedRun, max_attempts: int) -> str:
 
 
 @dataclass(frozen=True)
-class CellSelection:
-    """A cell's selection, and the points its search tried to make it (extensions included)."""
+class CellSelection(Selection):
+    """A cell's selection (``chosen`` indexes ``points``), and the points its search tried to
+    make it, extensions included."""
 
-    selection: Selection  # ``chosen`` indexes ``points``
-    points: tuple[dict, ...]  # every point tried: the search's, then each extension's
-    runs: tuple[tuple[PlannedRun, ...], ...]  # each point's runs
-    extensions: int  # how many times the search was extended beyond an edge
-
-    @property
-    def state(self) -> str:
-        return self.selection.state
-
-    @property
-    def chosen(self) -> Optional[int]:
-        return self.selection.chosen
-
-    @property
-    def edges(self) -> tuple[str, ...]:
-        return self.selection.edges
-
-    @property
-    def warning(self) -> Optional[str]:
-        return self.selection.warning
+    points: tuple[dict, ...] = ()  # every point tried: the search's, then each extension's
+    runs: tuple[tuple[PlannedRun, ...], ...] = ()  # each point's runs
+    extensions: int = 0  # how many times the search was extended beyond an edge
 
     @property
     def chosen_runs(self) -> tuple[PlannedRun, ...]:
@@ -140,7 +124,7 @@ def cell_selection(plan: StudyPlan, cell: Cell) -> CellSelection:
                 points.update(_by_point(new))
                 extensions += 1
                 continue
-        return CellSelection(selection, tuple(dict(point) for point in points),
+        return CellSelection(selection.state, selection.chosen, selection.edges, tuple(dict(p) for p in points),
                              tuple(tuple(runs) for runs in points.values()), extensions)
 
 

@@ -57,9 +57,10 @@ def study_status(study_dir: Path | str) -> dict[str, Any]:
                 chosen = selection.chosen_runs
                 steps = [s.get("steps_to_target") for s in (RunStore(run.root).summary() or {} for run in chosen)]
                 reached = [s for s in steps if s is not None]
+                mean = sum(reached) / len(reached) if reached else None
                 entry.update(selected=chosen[0].run_id, selecting=[run.run_id for run in chosen],
                              point=selection.points[selection.chosen],
-                             steps_to_target=sum(reached) / len(reached) if reached else None,
+                             steps_to_target=int(mean) if mean is not None and mean == int(mean) else mean,
                              warning=selection.warning)
                 later += [*plan.seed_runs(cell, chosen[0]), *plan.noise_runs(cell, chosen[0])]
             for run in later:
