@@ -181,6 +181,8 @@ def render_html(c: Comparison, figures: list[Figure], skipped: list[str], source
     problems."""
     embedded = [(f.name, f.caption, base64.b64encode(f.png.read_bytes()).decode("ascii")) for f in figures]
     tables = [(title, _html_table(frame)) for title, frame in (
+        ("Each optimizer's best configuration per task and the runs that scored it (held_out: its confirmation "
+         "seeds only; n_selecting: the runs that chose it)", c.cells),
         (f"Steps and time to target of each optimizer's fastest configuration, with the orderings ({TEST}; "
          "difference leader − optimizer)", _speed_table(c)),
         ("Tuning budget: the runs that tuned each optimizer, and its confirmation runs", c.budget),
