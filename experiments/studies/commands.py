@@ -82,8 +82,11 @@ def _plan_line(plan: StudyPlan) -> str:
     phase = "search" if plan.spec.search else "grid"
     line = (f"study {plan.spec.name}: {len(plan.cells)} cells, {len(runs)} {phase} runs "
             f"({finished} finished, {to_run} to run)")
+    if plan.spec.search and plan.spec.search.extend:
+        line += f", extended past an edge up to {plan.spec.search.extend} times per cell"
     if plan.spec.seeds:
-        line += f", then up to {len(plan.spec.seeds)} seed runs per cell at its selected point"
+        seeds = len(plan.spec.seeds) + plan.spec.measure_noise_scale
+        line += f", then up to {seeds} seed runs per cell at its selected point"
     return f"{line} -> {plan.study_dir}"
 
 
