@@ -158,7 +158,7 @@ class LARC(Optimizer):
             group_sq_norms, group_scales = larc_grad_scales(
                 params,
                 [p.grad for p in params],
-                lr=scalar_lr(group["lr"]),
+                lr=group["lr"],
                 eta=group["larc_eta"],
                 mode=group["larc_mode"],
                 eps=group["larc_eps"],
@@ -183,7 +183,8 @@ class LARC(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            buffers = [buffer for p in params if (buffer := self.state.get(p, {}).get("momentum_buffer")) is not None]
+            states = [self.state.get(p, {}) for p in params]  # .get: asking makes no state
+            buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
             path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
                                   foreach=group.get("foreach"), warn=False)
             if path != "triton" or group.get("maximize") or group.get("differentiable"):
@@ -244,9 +245,10 @@ def larc_grad_scales(
     """Squared gradient norms and LARC factors ``s`` of tensors on one device (0-dim each, float32,
     or float64 for float64 tensors).
 
-    The per-tensor norms are stacked so that the factors cost a handful of kernels, not a handful
-    per tensor.
+    ``lr`` may be a 1-element tensor of any shape. The per-tensor norms are stacked so that the
+    factors cost a handful of kernels, not a handful per tensor.
     """
+    lr = scalar_lr(lr)  # a [1] or [1, 1] tensor rate divides like a float
     grad_norms = stacked_norms(grads)
     if adapt:
         weight_norms = stacked_norms(params)

@@ -525,44 +525,43 @@ def _multi_tensor_novograd(
     else:
         weights = params
 
+    # The per-tensor scalars (‖g‖², v, the factors) as one stacked vector each: a few small
+    # kernels, where a multi-tensor op per quantity costs microseconds per tensor.
+    sq_norms = torch.stack(torch._foreach_norm(grads, 2) if grad_sq_norms is None else grad_sq_norms)
     if grad_sq_norms is None:
-        grad_sq_norms = torch._foreach_norm(grads, 2)
-        torch._foreach_mul_(grad_sq_norms, grad_sq_norms)
-    if grad_scales is not None:
-        grad_sq_norms = torch._foreach_mul(grad_sq_norms, torch._foreach_mul(grad_scales, grad_scales))
-    torch._foreach_mul_(exp_avg_sqs, beta2_t)
-    torch._foreach_add_(exp_avg_sqs, grad_sq_norms, alpha=1 - beta2_t)
-    v = exp_avg_sqs
+        sq_norms.square_()
+    scales = torch.stack(grad_scales) if grad_scales is not None else None
+    if scales is not None:
+        sq_norms = sq_norms * scales.square()
+    v = torch.stack(exp_avg_sqs).mul_(beta2_t).add_(sq_norms, alpha=1 - beta2_t)
+    torch._foreach_copy_(exp_avg_sqs, v.unbind(0))
     if amsgrad:
-        torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
-        v = max_exp_avg_sqs
-    denom = torch._foreach_div(v, bias_correction2)
-    if eps_inside_sqrt:
-        torch._foreach_add_(denom, eps)
-        torch._foreach_sqrt_(denom)
-    else:
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, eps)
-    factor = torch._foreach_reciprocal(denom)
+        v = torch.maximum(torch.stack(max_exp_avg_sqs), v)
+        torch._foreach_copy_(max_exp_avg_sqs, v.unbind(0))
+    v_hat = v / bias_correction2
+    factor = ((v_hat + eps).sqrt() if eps_inside_sqrt else v_hat.sqrt() + eps).reciprocal_()
 
+    # m and w change in place, the per-tensor factors entering as 0-dim tensors that addcmul
+    # broadcasts: no temporary the size of the parameters, which on the CPU costs more than the
+    # pass itself (each fresh allocation faults its pages in again).
     torch._foreach_mul_(exp_avgs, beta1)
-    if reg_inside_moment:
-        if grad_scales is not None:  # one per-tensor factor multiplies the gradient: s / denom
-            torch._foreach_mul_(factor, grad_scales)
-        update = torch._foreach_mul(grads, factor)
+    if reg_inside_moment:  # m ← β1 m + β3 (s/denom · g + d w);  w ← w − α/b1 · m
+        factor.mul_(beta3)
+        if scales is not None:
+            factor.mul_(scales)
+        torch._foreach_addcmul_(exp_avgs, grads, factor.unbind(0))
         if weight_decay != 0:
-            torch._foreach_add_(update, weights, alpha=weight_decay)
-        torch._foreach_add_(exp_avgs, update, alpha=beta3)
+            torch._foreach_add_(exp_avgs, weights, alpha=beta3 * weight_decay)
         torch._foreach_add_(weights, exp_avgs, alpha=-lr / bias_correction1)
-    else:
-        if grad_scales is not None:
-            grads = torch._foreach_mul(grads, grad_scales)
-        torch._foreach_add_(exp_avgs, grads, alpha=beta3)
-        torch._foreach_div_(factor, bias_correction1)
-        update = torch._foreach_mul(exp_avgs, factor)
+    else:  # m ← β1 m + β3 s g;  w ← (1 − α d) w − α/(b1 denom) · m
+        if scales is not None:
+            torch._foreach_addcmul_(exp_avgs, grads, (scales * beta3).unbind(0))
+        else:
+            torch._foreach_add_(exp_avgs, grads, alpha=beta3)
+        factor.mul_(-lr / bias_correction1)
         if weight_decay != 0:
-            torch._foreach_add_(update, weights, alpha=weight_decay)
-        torch._foreach_add_(weights, update, alpha=-lr)
+            torch._foreach_mul_(weights, 1.0 - lr * weight_decay)
+        torch._foreach_addcmul_(weights, exp_avgs, factor.unbind(0))
     if any(low_precision):
         for param, weight, low in zip(params, weights, low_precision):
             if low:
