@@ -54,11 +54,15 @@ def _compared(task: str, what: str, leader: pd.Series, rows: pd.DataFrame, n: st
         parts = [f"{r[F.OPTIMIZER]} ({value.format(r)}; {_difference(r, leader, n).interval()}, "
                  f"{_difference(r, leader, n).seeds()})" for _, r in ahead.iterrows()]
         lines.append(f"On {task}, {leader[F.OPTIMIZER]} is ahead in {what} of {', '.join(parts)} ({TEST}).")
-    for _, r in rows[rows["claim"].isin([TIE, CENSORED])].iterrows():
+    for _, r in rows[rows["claim"] == TIE].iterrows():
         d = _difference(r, leader, n)
-        why = "" if r["claim"] == TIE else f" (no ordering: a run of {leader[F.OPTIMIZER]} never reached the target)"
         lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are within noise in {what}: "
-                     f"{d.interval()}, {d.seeds()}{why}.")
+                     f"{d.interval()}, {d.seeds()}.")
+    for _, r in rows[rows["claim"] == CENSORED].iterrows():
+        d = _difference(r, leader, n)
+        lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are not ranked in {what}: "
+                     f"{d.interval()}, {d.seeds()}, but {d.censored_a} run(s) of {leader[F.OPTIMIZER]} never reached "
+                     f"the target and count at their budget, so its true mean may be the larger.")
     for _, r in rows[rows["claim"] == TOO_FEW].iterrows():
         lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are not ranked in {what}: "
                      f"{_difference(r, leader, n).needs()}.")
