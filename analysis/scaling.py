@@ -94,7 +94,8 @@ def fit_critical_batch(batch: np.ndarray, steps: np.ndarray) -> CriticalBatchFit
 def critical_batch_table(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
     """Per task × optimizer with ≥ 3 batch sizes whose scored runs all reached the target: the
     fit (``s_min``, ``s_min_se``, ``b_crit``, ``b_crit_se``, and ``b_crit_low``, ``b_crit_high``:
-    its 95% t-interval with n_batch_sizes − 2 degrees of freedom), ``n_batch_sizes``,
+    its 95% t-interval with n_batch_sizes − 2 degrees of freedom, taken in log B_crit, the
+    parameter the fit estimates, so that it is asymmetric and never reaches below 0), ``n_batch_sizes``,
     ``min_seeds`` (the fewest scored runs behind a point), and the gradient noise scale measured
     by its finished runs: ``grad_noise_scale`` (the mean B_simple), ``noise_low``, ``noise_high``
     (its 95% t-interval over runs), ``n_noise``; then B_crit − B_simple with its interval
@@ -111,14 +112,16 @@ def critical_batch_table(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFr
             continue
         fit = fit_critical_batch(group[F.BATCH_SIZE].to_numpy(float), group[F.STEPS_TO_TARGET].to_numpy(float))
         df = len(group) - 2
-        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * fit.b_crit_se if df >= 1 else math.nan
+        # b_crit_se / b_crit is the standard error of log B_crit (the delta method undone)
+        t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) if df >= 1 else math.nan
+        spread = math.exp(t * fit.b_crit_se / fit.b_crit)
         noise = own.loc[(own[F.TASK] == task) & (own[F.OPTIMIZER] == optimizer), F.GRAD_NOISE_SCALE].dropna()
         n_noise, noise_mean = len(noise), noise.mean() if len(noise) else math.nan
         noise_se = noise.std() / math.sqrt(n_noise) if n_noise > 1 else math.nan
         noise_half = float(t_half_width(noise.std(), n_noise)) if n_noise > 1 else math.nan
         min_seeds = int(group["n_scored"].min()) if "n_scored" in group else 0
         diff = estimate_difference(fit.b_crit, fit.b_crit_se, df, noise_mean, noise_se, n_noise - 1, min_seeds, n_noise)
-        rows.append([task, optimizer, fit.s_min, fit.s_min_se, fit.b_crit, fit.b_crit_se, fit.b_crit - half,
-                     fit.b_crit + half, len(group), min_seeds, noise_mean, noise_mean - noise_half,
+        rows.append([task, optimizer, fit.s_min, fit.s_min_se, fit.b_crit, fit.b_crit_se, fit.b_crit / spread,
+                     fit.b_crit * spread, len(group), min_seeds, noise_mean, noise_mean - noise_half,
                      noise_mean + noise_half, n_noise, diff.estimate, diff.low, diff.high])
     return pd.DataFrame(rows, columns=columns)
