@@ -1,6 +1,6 @@
 """The ``optbench`` command line: parsing, and the mapping of errors to exit statuses, over
 functions that tests call directly (``experiments.commands``, ``experiments.studies.commands``,
-``experiments.bench.commands``, ``experiments.demo``, ``analysis.analyze``).
+``experiments.bench.commands``, ``experiments.demo``, ``analysis.analyze``, ``analysis.claims_check``).
 
 Exit status (study executors and job scripts rely on it): 0 a completed or diverged run (or one
 already finished, skipped); 1 a failed run; 2 bad input; 75 a run another live process is
@@ -164,6 +164,13 @@ def _analyze(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace, console: Console) -> int:
+    from analysis.claims_check import check_claims
+
+    check_claims(args.sources, args.out, cache_dir=args.cache_dir, cache=not args.no_cache, console=console)
+    return 0
+
+
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from experiments.demo import demo
 
@@ -241,6 +248,13 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--cache-dir", help="parquet cache (default $OPTBENCH_CACHE_DIR or ~/.cache/optbench/analysis)")
     analyze.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
     analyze.set_defaults(func=_analyze)
+
+    claims = commands.add_parser("claims", help="check the NovoGrad, LARC and Shallue et al. claims against runs")
+    claims.add_argument("sources", nargs="+", metavar="RUNS", help="as for analyze: run stores, wandb dirs, wandb:...")
+    claims.add_argument("--out", required=True, help="directory for claims.md and claims.csv")
+    claims.add_argument("--cache-dir", help="parquet cache (default as for analyze)")
+    claims.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
+    claims.set_defaults(func=_claims)
 
     config = commands.add_parser(
         "config", help="print the resolved config of KEY=VALUE ... without training", epilog_factory=keys,

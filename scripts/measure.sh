@@ -24,10 +24,11 @@ sections=(
     "harness|Harness|optbench bench harness, default vision and tiny lm/asr; foreach for the torch baselines on a CPU (~25 min)"
     "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps, from the store and as foreign wandb runs (~5 min)"
     "first-run|The default run|optbench train with no arguments (~5 min)"
-    "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
+    "demo|The demo|optbench demo: time, runs, findings, paper table (~7 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr; per-run fixed cost of quick and demo with and without warm workers (~60 min)"
-    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
+    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~40 min)"
+    "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
 
@@ -190,14 +191,17 @@ section_demo() {
     echo "\`optbench demo\` (\`--max-parallel 2\`, install already done): $(find "$work/runs/demo" -name summary.json | wc -l) runs" \
          "and the report in **$took**; the report has $(find "$work/report/figures" -name '*.png' | wc -l) figures."
     echo
-    echo "Its findings (tiny models, two learning rates per cell: a smoke-scale study, not a tuned comparison):"
+    echo "Its findings (tiny models, two learning rates per cell, 3 confirmation seeds per selected point: a"
+    echo "smoke-scale study, not a tuned comparison):"
     echo
     "$py" - "$work/runs/demo" <<'PY'
 import sys
 from analysis.compare import compare
 from analysis.findings import findings
 from analysis.load import load
-for sentence in findings(compare(load([sys.argv[1]], cache_dir=None))):
+from analysis.roles import read_roles
+frames = load([sys.argv[1]], cache_dir=None)
+for sentence in findings(compare(frames, read_roles(frames.runs))):
     print(f"- {sentence}")
 PY
     echo
@@ -304,7 +308,7 @@ section_bs_scaling_vision() {
     took=$(timed "$optbench" study run bs-scaling-vision out_dir="$work/runs" --max-parallel 2)
     echo "\`optbench study run bs-scaling-vision --max-parallel 2\`:" \
          "$(find "$work/runs/bs-scaling-vision" -name summary.json | wc -l) runs in $took."
-    echo "Steps to 60% accuracy at each cell's selected point (search seed), by batch size:"
+    echo "Steps to 60% accuracy at each cell's selected point (its search run), by batch size:"
     echo
     "$optbench" study status "$work/runs/bs-scaling-vision" --json > "$work/status.json"
     "$py" - "$work/status.json" <<'PY'
@@ -316,7 +320,39 @@ print("| optimizer | " + " | ".join(map(str, batches)) + " |\n|---" + "|---:" * 
 for name in dict.fromkeys(cell["cell"]["optimizer.name"] for cell in cells):
     print(f"| {name} | " + " | ".join(str(steps.get((name, b)) or "not reached") for b in batches) + " |")
 edge = sum(bool(cell.get("warning")) for cell in cells)
-print(f"\n{edge} of {sum('selected' in cell for cell in cells)} selected points lie on the edge of the values tried.")
+print(f"\n{edge} of {sum('selected' in cell for cell in cells)} selected points lie on the edge of the values tried,"
+      " after extending each search past an edge up to search.extend times.")
+PY
+}
+
+section_claims() {
+    local study took
+    echo "\`optbench study run NAME --max-parallel 2\`, one after the other, then \`optbench claims\` on both:"
+    echo
+    echo "| study | runs | wall time |"
+    echo "|---|---:|---:|"
+    for study in claims-lr claims-scaling; do
+        took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
+        echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
+    done
+    "$optbench" claims "$work/runs/claims-lr" "$work/runs/claims-scaling" --out "$work/claims" --no-cache > /dev/null
+    echo
+    echo "The verdicts (tiny vision models: what these runs support, not what the papers found at scale):"
+    echo
+    cat "$work/claims/claims.md"
+    write_block README.md claims "$work/claims/claims.md"
+}
+
+write_block() {  # PAGE NAME BODY_FILE: replace the text between PAGE's <!-- measure:begin NAME --> markers
+    "$py" - "$1" "$2" "$(cat "$work/stamp")" "$3" <<'PY'
+import pathlib, re, sys
+page, name, stamp, body = sys.argv[1:]
+begin, end = f"<!-- measure:begin {name} -->", f"<!-- measure:end {name} -->"
+text = pathlib.Path(page).read_text()
+pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+assert pattern.search(text), f"{page} has no {begin} block"
+block = f"{begin}\n{stamp}\n\n{pathlib.Path(body).read_text().strip()}\n{end}"
+pathlib.Path(page).write_text(pattern.sub(lambda _: block, text))
 PY
 }
 

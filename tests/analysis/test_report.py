@@ -58,7 +58,11 @@ def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp
                 "performance profiles: need 2 or more tasks", "layer statistics: no LARC/LARS run"):
         assert why in html
     assert "None: every run completed." in html
-    assert "On vision, novograd reaches the best val/acc" in html
+    assert "On vision, the best mean val/acc is novograd&#39;s" in html  # two seeds each: no ordering claimed
+    assert "no ordering is claimed: it has 2 seed(s), and an ordering needs 3 per cell" in html
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert "<h2>Paper claims</h2>" in html and len(claims) == 6
+    assert claims.set_index("key").loc["novograd-state", "verdict"] == "supported"  # 0.5× adamw's state
 
 
 @pytest.mark.slow
@@ -102,7 +106,8 @@ def test_optbench_analyze_end_to_end(tmp_path):
     fits = pd.read_csv(out / "tables" / "critical_batch.csv")
     assert fits["b_crit"].between(80, 160).all()  # the law's 128, seen through validation every 50 steps
     paper = (out / "tables" / "paper.md").read_text()
-    assert paper.count("**") == 4  # one bold cell per task
+    assert paper.count("**") == 0  # two seeds per cell: no ordering, so nothing in bold, and the footnote says why
+    assert "vision: no entry in bold: the best has 2 seed(s); an ordering needs 3 per cell." in paper
     assert (out / "tables" / "paper.tex").read_text().count("{") > 0 and (out / "tables" / "paper.csv").is_file()
 
 
