@@ -31,6 +31,7 @@ def _self_contained(page: str) -> None:
     assert not re.search(r'\bhref="(?!#)', page) and "<link" not in page and "url(" not in page
 
 
+@pytest.mark.slow
 def test_analysis_never_imports_torch_or_training_code():
     code = ("import sys, analysis.load, analysis.compare, analysis.report, analysis.figures, analysis.analyze\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning',"
@@ -41,6 +42,7 @@ def test_analysis_never_imports_torch_or_training_code():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp_path):
     """One task, one batch size, one lr per optimizer: convergence, targets and memory only."""
     data = synthetic.frames(tasks=("vision",))
@@ -115,6 +117,7 @@ def test_optbench_analyze_end_to_end(tmp_path):
     ("missing", "optbench: error: no such source: "),
     ("empty", "optbench: error: no runs in "),
 ])
+@pytest.mark.slow
 def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, capsys, name, message):
     """Of several sources, the one that is missing or holds no runs is named, in one line: exit 2."""
     store, source = tmp_path / "runs", tmp_path / name
@@ -135,6 +138,7 @@ def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, capsys, name, 
     [{F.METRIC: None, F.HIGHER_IS_BETTER: None, F.TARGET: None}],
     [{F.STATUS: "diverged", F.RUN_ID: f"r{i}", F.LR: 0.1 * (i + 1)} for i in range(3)],
 ], ids=["only-failed", "only-running", "no-target", "no-metric", "all-diverged"])
+@pytest.mark.slow
 def test_sparse_data_gives_a_report_not_a_crash(tmp_path, records):
     runs = typed_runs([synthetic.run_record(**r) for r in records])
     page = write_report(Frames(runs, synthetic.metrics_frame([("s", "r", 10, 1.0, "val/acc", 0.5)]),

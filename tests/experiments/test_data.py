@@ -504,6 +504,7 @@ def test_espeak_unknown_voice_names_it_and_recovers():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_builtin_digit_corpus_is_synthesised_once_and_cached(tmp_path, monkeypatch):
     """The tiny ASR corpus: 300 + 60 utterances of one to three digit words, synthesised on the
     first call into one asr-digits-*.pt file under $OPTBENCH_CACHE and read back unchanged."""

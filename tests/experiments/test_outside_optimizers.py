@@ -59,6 +59,7 @@ def run_ids(site: Path, *override_lists: list[str]) -> list[str]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_config_validation_builds_no_optimizer():
     """Loading a config checks the optimizer against its signature and defaults: torch._dynamo,
     which building any torch optimizer imports (over a second), stays unimported."""
@@ -181,6 +182,7 @@ def test_optbench_train_runs_an_import_path_and_a_plugin_under_larc(tmp_path, si
     assert layers and all("trust_ratio" in row for row in layers)
 
 
+@pytest.mark.slow
 def test_optbench_optimizers_lists_plugins_with_their_package_and_the_peers(site):
     """``optbench optimizers`` (a subprocess with the plugin's metadata on its path) lists the
     plugin with its package and version, its LARC twin, and the peers."""

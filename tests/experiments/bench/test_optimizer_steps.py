@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from tests.experiments.test_cli import assert_one_line_error, run_main
 QUICK = ["bench", "optimizers", "--small", "--rounds", "1", "--steps", "1", "--warmup", "1", "--no-peers"]
 
 
+@pytest.mark.slow
 def test_cpu_bench_prints_the_rows_and_the_bandwidth_floor():
     """The small CPU bench times the asked rows beside torch's Adam and ends with the two
     bandwidth-floor rows (24 and 28 bytes per value), the 28-byte one the slower; no state there."""
@@ -35,6 +37,7 @@ def test_cuda_bench_without_a_gpu_is_a_one_line_error(capsys):
     assert_one_line_error(run_main(capsys, *QUICK, "--device", "cuda"), r"--device cuda: no CUDA device")
 
 
+@pytest.mark.slow
 def test_the_peers_are_rows_with_their_state_bytes_measured():
     """LAMB, Lion, Muon, Schedule-Free AdamW and Adafactor are rows like the others, their state
     measured the same way: Lion keeps one float32 buffer per value, LAMB and Schedule-Free AdamW
