@@ -125,6 +125,7 @@ def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, re
     assert min(scales) < 0.5
 
 
+@pytest.mark.slow  # builds the fused C++ kernel (its first use in a process: 40 s and more)
 @pytest.mark.parametrize("mode", MODES)
 def test_fused_novograd_computes_larc_itself(mode):
     """Over fused NovoGrad on float32 CPU tensors LARC takes the kernel path (``fuses_larc``), which

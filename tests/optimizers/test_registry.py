@@ -56,7 +56,9 @@ def test_names_cover_the_design():
     assert {name.removeprefix(LARC_PREFIX) for name in names} == set(LRS)
 
 
-TRAINING_CASES = optimizer_names()
+# LARC over each inner optimizer trains too, in the slow set (test_larc checks LARC's math quickly).
+TRAINING_CASES = [pytest.param(name, marks=[pytest.mark.slow] if name.startswith(LARC_PREFIX) else [])
+                  for name in optimizer_names()]
 
 
 @pytest.mark.parametrize("name", TRAINING_CASES)
@@ -70,7 +72,7 @@ def test_every_optimizer_lowers_the_loss(name):
     assert final < 0.6 * initial
 
 
-@pytest.mark.parametrize("name", optimizer_names())
+@pytest.mark.parametrize("name", TRAINING_CASES)
 def test_every_optimizer_resumes_bit_exactly(name):
     """Saving a registered optimizer's state_dict after 20 steps and resuming in a fresh optimizer
     over a copy of the model ends bit-identical to an uninterrupted 40-step run."""
