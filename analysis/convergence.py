@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import frames as F
-from analysis.cells import CELL, finished
+from analysis.cells import CELL, finished, scoring_runs
 from analysis.intervals import mean_ci
+from analysis.roles import HELD_OUT, ROLE, SCORES, SELECTS
 
 __all__ = ["run_targets", "target_summary", "convergence_curves"]
 
@@ -34,11 +35,11 @@ def _metric_rows(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_targets(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished run with a target: the cell, seed and status, then ``reached``,
-    ``censored`` (= not reached), ``steps_to_target`` and ``time_to_target`` (censored ones at
-    the budget)."""
-    keep = [*_RUN_KEY, *CELL, F.SEED, F.STATUS, F.METRIC, F.HIGHER_IS_BETTER, F.TARGET,
-            F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S]
+    """One row per finished run with a target: the cell, seed, status and role
+    (``analysis.roles``), then ``reached``, ``censored`` (= not reached), ``steps_to_target`` and
+    ``time_to_target`` (censored ones at the budget)."""
+    keep = [*_RUN_KEY, *CELL, F.SEED, F.STATUS, ROLE, SELECTS, SCORES, HELD_OUT, F.METRIC, F.HIGHER_IS_BETTER,
+            F.TARGET, F.STEPS_TO_TARGET, F.GLOBAL_STEP, F.MAX_STEPS, F.WALL_TIME_S]
     out = finished(runs).dropna(subset=[F.TARGET, F.METRIC])[keep].copy()
     rows = _metric_rows(out[[*_RUN_KEY, F.METRIC, F.TARGET, F.HIGHER_IS_BETTER]], metrics)
     hits = rows[_meets(rows[F.VALUE], rows[F.TARGET], rows[F.HIGHER_IS_BETTER])]
@@ -70,9 +71,9 @@ def target_summary(targets: pd.DataFrame, by: list[str] = CELL) -> pd.DataFrame:
 
 def convergence_curves(runs: pd.DataFrame, metrics: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """The validation metric of each chosen cell (``cells``: task, optimizer, batch_size, lr)
-    over its seeds at every logged step: ``mean``, ``ci_low``, ``ci_high``, ``n``, with the x
-    axes ``step``, ``samples`` (step × batch size) and ``wall_time`` (mean over seeds)."""
-    chosen = finished(runs).merge(cells[CELL], on=CELL)[[*_RUN_KEY, *CELL, F.METRIC]]
+    over the seeds that score it at every logged step: ``mean``, ``ci_low``, ``ci_high``, ``n``,
+    with the x axes ``step``, ``samples`` (step × batch size) and ``wall_time`` (mean over seeds)."""
+    chosen = scoring_runs(runs, cells)[[*_RUN_KEY, *CELL, F.METRIC]]
     rows = _metric_rows(chosen, metrics).dropna(subset=[F.VALUE])
     by = [F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.METRIC, F.STEP]
     curves = mean_ci(rows, by, F.VALUE)

@@ -23,7 +23,7 @@ from analysis import frames as F  # noqa: E402
 from analysis.scaling import steps_model  # noqa: E402
 
 __all__ = ["optimizer_colors", "save", "convergence_figure", "targets_figure", "memory_figure",
-           "stability_figure", "scaling_figure", "profile_figure", "layer_figure"]
+           "stability_figure", "scaling_figure", "profile_figure", "layer_figure", "tuning_figure"]
 
 _THEME = {"style": "whitegrid", "context": "paper", "font_scale": 1.1}
 _PANEL = (4.2, 3.2)  # inches per panel
@@ -206,6 +206,27 @@ def profile_figure(profiles: dict[str, pd.DataFrame], colors: dict) -> Figure:
                     label=optimizer)
         ax.set(xscale="log" if end > 10 else "linear", ylim=(-0.02, 1.02), xlabel="τ (ratio to the best optimizer)",
                ylabel="share of tasks within τ", title=cost)
+    _legend(fig, axes)
+    return fig
+
+
+def tuning_figure(tuning: pd.DataFrame, colors: dict) -> Figure:
+    """Per task: the expected steps to target of the best of k trials, over that of all trials
+    (top), and the chance that k trials find a point reaching the target (bottom), against k;
+    one line per optimizer, averaged over its batch sizes."""
+    tasks = sorted(tuning[F.TASK].unique())
+    fig, axes = _figure(2, len(tasks))
+    ratio = tuning["expected_steps"] / tuning.groupby([F.TASK, F.OPTIMIZER, F.BATCH_SIZE])["expected_steps"].transform("last")
+    curves = tuning.assign(ratio=ratio).groupby([F.TASK, F.OPTIMIZER, "k"], sort=True)[["ratio", "p_reached"]].mean()
+    for col, task in enumerate(tasks):
+        for optimizer, line in curves.loc[task].groupby(level=0, sort=True):
+            k = line.index.get_level_values("k")
+            axes[0, col].plot(k, line["ratio"], color=colors[optimizer], marker="o", label=optimizer)
+            axes[1, col].plot(k, line["p_reached"], color=colors[optimizer], marker="o", label=optimizer)
+        axes[0, col].set(ylabel="E[steps, best of k] / best of all", title=task)
+        axes[1, col].set(ylim=(-0.05, 1.05), xlabel="trials k", ylabel="P(some trial reaches the target)")
+        for ax in axes[:, col]:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     _legend(fig, axes)
     return fig
 

@@ -1,62 +1,102 @@
-"""The report's headline sentences: which optimizer wins where, and by how much."""
+"""The report's headline sentences: which optimizer is ahead where, by how much, and how sure.
+
+Every ordering rests on ``analysis.orderings`` (Welch's t-interval of the difference of means over
+the seeds that score each optimizer's best cell, 95%): a difference whose interval contains 0 is
+reported as a tie ("within noise"), and with fewer than ``MIN_SEEDS`` seeds per compared cell no
+ordering is stated, only how many seeds it would need. Each sentence says which runs scored the
+cells (confirmation seeds, or the runs that selected them too).
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from analysis import frames as F
 from analysis.compare import Comparison
+from analysis.orderings import BEHIND, BEST, CENSORED, TIE, TOO_FEW
 from analysis.paper_table import format_mean_std
+from analysis.significance import MIN_SEEDS, TEST, Difference
 
 __all__ = ["findings"]
 
 
 def findings(c: Comparison) -> list[str]:
-    """Plain sentences, per task: the best final quality and its margin, the fastest to the
-    target and its margin; then memory, stability and critical batch sizes."""
+    """Plain sentences, per task: the best quality and how it compares with the others, the
+    fewest steps to the target and how it compares; then memory, stability and critical batch
+    sizes."""
     out: list[str] = []
     for task, rows in c.paper.groupby(F.TASK, sort=True):
         out += _quality(task, rows)
-    for task, costs in c.costs["steps to target"].groupby(F.TASK, sort=True):
-        out += _speed(task, costs, c)
+    targets = c.targets.dropna(subset=[F.TARGET]).groupby(F.TASK)[F.TARGET].first()
+    for task, rows in c.speed["steps to target"].groupby(F.TASK, sort=True):
+        out += _speed(task, rows, targets.get(task))
     out += _memory(c.memory) + _stability(c.stable_lr) + _critical(c.critical_batch)
     return out
 
 
-def _quality(task: str, rows: pd.DataFrame) -> list[str]:
-    up = bool(rows[F.HIGHER_IS_BETTER].iloc[0])
-    rows = rows.sort_values("mean", ascending=not up)
-    first = rows.iloc[0]
-    head = (f"On {task}, {first[F.OPTIMIZER]} reaches the best {first[F.METRIC]} "
-            f"({format_mean_std(first['mean'], first['std'])}, {int(first['n_seeds'])} seed(s), "
-            f"batch {int(first[F.BATCH_SIZE])}, lr {first[F.LR]:g})")
-    if len(rows) < 2:
-        return [head + "."]
-    second = rows.iloc[1]
-    gap = abs(first["mean"] - second["mean"])
-    relative = f" ({gap / abs(second['mean']):.1%})" if second["mean"] else ""
-    return [head + f", ahead of {second[F.OPTIMIZER]} ({second['mean']:.4g}) by {gap:.3g}{relative}."]
+def _difference(row: pd.Series, leader: pd.Series, n: str) -> Difference:
+    return Difference(row["estimate"], row["ci_low"], row["ci_high"], int(leader[n]), int(row[n]),
+                      int(leader.get("n_censored", 0)), int(row.get("n_censored", 0)))
 
 
-def _speed(task: str, costs: pd.DataFrame, c: Comparison) -> list[str]:
-    solved = costs[np.isfinite(costs["cost"])].sort_values("cost")
-    never = sorted(costs.loc[~np.isfinite(costs["cost"]), F.OPTIMIZER])
-    target = c.targets.loc[c.targets[F.TASK] == task, F.TARGET]
-    goal = f"the target {target.iloc[0]:g}" if len(target) else "the target"
+def _scored(row: pd.Series, n: str) -> str:
+    seeds = f"{int(row[n])} seed{'s' if int(row[n]) != 1 else ''}"
+    return f"{seeds}, held out" if row["held_out"] else f"{seeds}, the selecting runs included"
+
+
+def _compared(task: str, what: str, leader: pd.Series, rows: pd.DataFrame, n: str, value: str) -> list[str]:
+    """The sentences comparing every other optimizer of ``rows`` with the ``leader``."""
     lines = []
-    if len(solved):
-        first = solved.iloc[0]
-        line = f"On {task}, {first[F.OPTIMIZER]} reaches {goal} in the fewest steps ({first['cost']:.0f}, mean over seeds)"
-        if len(solved) > 1:
-            second = solved.iloc[1]
-            line += f": {second['cost'] / first['cost']:.2f}× fewer than {second[F.OPTIMIZER]} ({second['cost']:.0f})"
-        lines.append(line + ".")
-    if never:
-        lines.append(f"On {task}, no configuration of {', '.join(never)} reached {goal} with every seed.")
+    ahead = rows[rows["claim"] == BEHIND]
+    if len(ahead):
+        parts = [f"{r[F.OPTIMIZER]} ({value.format(r)}; {_difference(r, leader, n).interval()}, "
+                 f"{_difference(r, leader, n).seeds()})" for _, r in ahead.iterrows()]
+        lines.append(f"On {task}, {leader[F.OPTIMIZER]} is ahead in {what} of {', '.join(parts)} ({TEST}).")
+    for _, r in rows[rows["claim"] == TIE].iterrows():
+        d = _difference(r, leader, n)
+        lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are within noise in {what}: "
+                     f"{d.interval()}, {d.seeds()}.")
+    for _, r in rows[rows["claim"] == CENSORED].iterrows():
+        d = _difference(r, leader, n)
+        lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are not ranked in {what}: "
+                     f"{d.interval()}, {d.seeds()}, but {d.censored_a} run(s) of {leader[F.OPTIMIZER]} never reached "
+                     f"the target and count at their budget, so its true mean may be the larger.")
+    for _, r in rows[rows["claim"] == TOO_FEW].iterrows():
+        lines.append(f"On {task}, {leader[F.OPTIMIZER]} and {r[F.OPTIMIZER]} are not ranked in {what}: "
+                     f"{_difference(r, leader, n).needs()}.")
     return lines
+
+
+def _quality(task: str, rows: pd.DataFrame) -> list[str]:
+    leader = rows[rows["claim"] == BEST].iloc[0]
+    metric = leader[F.METRIC]
+    head = (f"On {task}, the best mean {metric} is {leader[F.OPTIMIZER]}'s "
+            f"({format_mean_std(leader['mean'], leader['std'])}, {_scored(leader, 'n_seeds')}, "
+            f"batch {int(leader[F.BATCH_SIZE])}, lr {leader[F.LR]:g})")
+    others = rows[rows["claim"] != BEST]
+    if len(others) and leader["n_seeds"] < MIN_SEEDS:
+        return [head + f"; no ordering is claimed: it has {int(leader['n_seeds'])} seed(s), and an ordering needs "
+                f"{MIN_SEEDS} per cell."]
+    return [head + "."] + _compared(task, metric, leader, others, "n_seeds",
+                                    "{0[mean]:.4g} ± {0[std]:.2g}")
+
+
+def _speed(task: str, rows: pd.DataFrame, target: float | None) -> list[str]:
+    goal = f"steps to the target {target:g}" if target is not None else "steps to the target"
+    leader = rows[rows["claim"] == BEST].iloc[0]
+    lines = [f"On {task}, the fewest mean {goal} are {leader[F.OPTIMIZER]}'s ({leader['mean']:.0f}, "
+             f"{_scored(leader, 'n')}, batch {int(leader[F.BATCH_SIZE])}, lr {leader[F.LR]:g}"
+             + (f"; {int(leader['n_censored'])} never reached it and count at their budget" if leader["n_censored"] else "")
+             + ")"]
+    others = rows[rows["claim"] != BEST]
+    if len(others) and leader["n"] < MIN_SEEDS:
+        lines[0] += (f"; no ordering is claimed: it has {int(leader['n'])} seed(s), and an ordering needs "
+                     f"{MIN_SEEDS} per cell.")
+        return lines
+    lines[0] += "."
+    return lines + _compared(task, goal, leader, others, "n", "{0[mean]:.0f}")
 
 
 def _memory(memory: pd.DataFrame) -> list[str]:
@@ -78,10 +118,20 @@ def _stability(stable: pd.DataFrame) -> list[str]:
 
 
 def _critical(fits: pd.DataFrame) -> list[str]:
+    """The fitted B_crit with its interval and, where runs measured it, B_simple beside it and
+    whether the two agree (McCandlish et al. predict B_crit ≈ B_simple)."""
     lines = []
     for _, r in fits.iterrows():
-        noise = "" if math.isnan(r[F.GRAD_NOISE_SCALE]) else f"; measured gradient noise scale {r[F.GRAD_NOISE_SCALE]:.3g}"
-        lines.append(f"On {r[F.TASK]}, {r[F.OPTIMIZER]}'s critical batch size is {r['b_crit']:.3g} ± {r['b_crit_se']:.2g} "
-                     f"(S_min = {r['s_min']:.3g} ± {r['s_min_se']:.2g} steps, fit over {int(r['n_batch_sizes'])} batch sizes)"
-                     f"{noise}.")
+        line = (f"On {r[F.TASK]}, {r[F.OPTIMIZER]}'s critical batch size B_crit is {r['b_crit']:.3g} "
+                f"(95% CI [{r['b_crit_low']:.3g}, {r['b_crit_high']:.3g}]; S_min = {r['s_min']:.3g} ± "
+                f"{r['s_min_se']:.2g} steps; fit over {int(r['n_batch_sizes'])} batch sizes, "
+                f"{int(r['min_seeds'])}+ seeds each)")
+        if r["n_noise"] > 0:
+            d = Difference(r["b_diff"], r["b_diff_low"], r["b_diff_high"], int(r["min_seeds"]), int(r["n_noise"]))
+            verdict = ("they differ at 95%" if d.significant else "consistent with B_crit ≈ B_simple"
+                       if d.testable else f"not compared: {d.needs()}")
+            line += (f"; the measured gradient noise scale B_simple is {r[F.GRAD_NOISE_SCALE]:.3g} (95% CI "
+                     f"[{r['noise_low']:.3g}, {r['noise_high']:.3g}], {int(r['n_noise'])} runs): B_crit − B_simple = "
+                     f"{d.interval()[len('difference '):]}, {verdict}")
+        lines.append(line + ".")
     return lines

@@ -6,7 +6,7 @@ Layout under the output directory (names are a contract)::
 
     index.html
     tables/  runs.csv scaling.csv stability.csv memory.csv paper.md paper.tex paper.csv
-             targets.csv critical_batch.csv stable_lr.csv
+             targets.csv critical_batch.csv stable_lr.csv speed.csv budget.csv tuning.csv claims.csv
     figures/ <name>.png <name>.svg
 """
 
@@ -23,11 +23,14 @@ import pandas as pd
 
 from analysis import figures as fig
 from analysis import frames as F
+from analysis.claims import claims_table, paper_claims
 from analysis.compare import Comparison, compare
 from analysis.findings import findings
 from analysis.frames import Frames
 from analysis.left_out import describe, lacking, split
-from analysis.paper_table import format_mean_std, paper_latex, paper_markdown
+from analysis.paper_table import entries, paper_footnote, paper_latex, paper_markdown
+from analysis.roles import ROLE, read_roles
+from analysis.significance import MIN_SEEDS, TEST
 from experiments.store import COMPLETED, RUN_STATUSES
 
 __all__ = ["write_report", "write_tables", "write_figures", "Figure", "RUNS_COLUMNS"]
@@ -51,13 +54,14 @@ class Figure:
 def write_tables(c: Comparison, out: Path, left_out: Optional[pd.DataFrame] = None) -> dict[str, pd.DataFrame]:
     """Write every table under ``out/tables``; return the CSV tables by file stem. ``runs.csv``
     lists the compared runs and then those ``left_out`` of the comparisons."""
-    runs = c.runs[RUNS_COLUMNS].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED])
+    runs = c.runs[[*RUNS_COLUMNS, ROLE]].sort_values([F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR, F.SEED])
     if left_out is not None and len(left_out):
         runs = pd.concat([runs, left_out[RUNS_COLUMNS].sort_values([F.STUDY, F.RUN_ID])], ignore_index=True)
     tables = {
         "runs": runs,
         "scaling": c.scaling, "stability": c.stability, "memory": c.memory, "targets": c.targets,
-        "critical_batch": c.critical_batch, "stable_lr": c.stable_lr, "paper": c.paper,
+        "critical_batch": c.critical_batch, "stable_lr": c.stable_lr, "paper": c.paper, "speed": _speed_table(c),
+        "budget": c.budget, "tuning": c.tuning, "claims": claims_table(paper_claims(c)),
     }
     directory = out / "tables"
     directory.mkdir(parents=True, exist_ok=True)
@@ -70,8 +74,13 @@ def write_tables(c: Comparison, out: Path, left_out: Optional[pd.DataFrame] = No
 
 
 def _paper_caption() -> str:
-    return ("Best validation metric per optimizer and task: mean ± std over seeds at each optimizer's best "
-            "batch size and learning rate; the best per task in bold.")
+    return ("Best validation metric per optimizer and task: mean ± std over the seeds that score each "
+            "optimizer's best batch size and learning rate.")
+
+
+def _speed_table(c: Comparison) -> pd.DataFrame:
+    """Steps and time to target of each optimizer's fastest cell, with the orderings."""
+    return pd.concat([rows.assign(cost=name) for name, rows in c.speed.items()], ignore_index=True)
 
 
 def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
@@ -84,8 +93,9 @@ def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
                       "against steps, samples and wall time (mean and 95% t-interval over seeds).",
                       "" if many_steps else f"convergence on {task}: fewer than 2 validation points per run",
                       lambda curves=curves, task=task: fig.convergence_figure(curves, colors, task)))
-    plans.append(("targets", "Steps and time to target of each optimizer's best configuration (mean and 95% "
-                  "t-interval; hatched: some runs never reached it and count at their budget).",
+    plans.append(("targets", "Steps and time to target of each optimizer's fastest configuration over the seeds "
+                  "that score it (mean and 95% t-interval; hatched: some runs never reached it and count at their "
+                  "budget).",
                   "" if len(c.best_targets) else "steps to target: no finished run has a target (a map's metric.target sets one)",
                   lambda: fig.targets_figure(c.best_targets, colors)))
     has_memory = len(c.memory) and c.memory[[F.STATE_BYTES, F.PEAK_MEMORY]].notna().any().any()
@@ -109,6 +119,12 @@ def _plans(c: Comparison) -> list[tuple[str, str, str, Callable[[], object]]]:
                   "reaches the target within τ times the best optimizer's steps (left) and time (right).",
                   "" if enough else "performance profiles: need 2 or more tasks and optimizers with targets",
                   lambda: fig.profile_figure(c.profiles, colors)))
+    several_trials = len(c.tuning) and c.tuning["n_points"].max() >= 2
+    plans.append(("tuning", "Tuning variance (AlgoPerf): the expected steps to target of the best of k trials "
+                  "drawn from those run, over the best of all of them, and the chance that k trials find a "
+                  "point reaching the target; averaged over batch sizes.",
+                  "" if several_trials else "tuning variance: no search tried 2 or more points",
+                  lambda: fig.tuning_figure(c.tuning, colors)))
     if c.layers.empty:
         plans.append(("layers", "", "layer statistics: no LARC/LARS run logged trust ratios", lambda: None))
     for (task, optimizer), rows in c.layers.groupby([F.TASK, F.OPTIMIZER], sort=True):
@@ -153,8 +169,9 @@ def _html_table(frame: pd.DataFrame) -> str:
 
 
 def _paper_html(paper: pd.DataFrame) -> str:
-    wide = paper.assign(cell=[("<b>{}</b>" if best else "{}").format(html.escape(format_mean_std(m, s)))
-                              for m, s, best in zip(paper["mean"], paper["std"], paper["is_best"])])
+    texts = entries(paper)
+    wide = paper.assign(cell=[("<b>{}</b>" if bold else "{}").format(html.escape(text)) for text, bold in
+                              (texts[(o, t)] for o, t in zip(paper[F.OPTIMIZER], paper[F.TASK]))])
     wide = wide.pivot(index=F.OPTIMIZER, columns=F.TASK, values="cell").fillna("")
     heads = {t: f"{t} ({paper.loc[paper[F.TASK] == t, F.METRIC].iloc[0]} "
                 f"{'↑' if paper.loc[paper[F.TASK] == t, F.HIGHER_IS_BETTER].iloc[0] else '↓'})" for t in wide.columns}
@@ -190,22 +207,31 @@ def _left_out_table(left_out: pd.DataFrame) -> pd.DataFrame:
 
 def render_html(c: Comparison, figures: list[Figure], skipped: list[str], sources: list[str],
                 left_out: Optional[pd.DataFrame] = None) -> str:
-    """The report page: overview, findings, paper table, figures (embedded), tables, problems,
-    and the runs ``left_out`` of the comparisons with why."""
+    """The report page: overview, findings, paper claims, paper table, figures (embedded), tables,
+    problems, and the runs ``left_out`` of the comparisons with why."""
     left_out = c.runs.iloc[0:0] if left_out is None else left_out
     embedded = [(f.name, f.caption, base64.b64encode(f.png.read_bytes()).decode("ascii")) for f in figures]
     tables = [(title, _html_table(frame)) for title, frame in (
+        ("Each optimizer's best configuration per task and the runs that scored it (held_out: its confirmation "
+         "seeds only; n_selecting: the runs that chose it)", c.cells),
+        (f"Steps and time to target of each optimizer's fastest configuration, with the orderings ({TEST}; "
+         "difference leader − optimizer)", _speed_table(c)),
+        ("Tuning budget: the runs that tuned each optimizer, and its confirmation runs", c.budget),
         ("Steps and time to target per configuration (censored runs at their budget)", c.cell_targets),
         ("Batch-size scaling: best learning rate per batch size", c.scaling),
-        ("Critical batch size (S = S_min·(1 + B_crit/B); ± one standard error)", c.critical_batch),
+        ("Critical batch size (S = S_min·(1 + B_crit/B); ± one standard error, and 95% intervals) beside the "
+         "measured gradient noise scale B_simple", c.critical_batch),
+        ("Tuning variance: expected steps to target of the best of k trials", c.tuning),
         ("Stability per learning rate", c.stability),
         ("Largest stable learning rate", c.stable_lr),
         ("Memory (ratios to Adam's)", c.memory),
     ) if len(frame)]
     problems = _problems(c.runs)
     template = jinja2.Environment(autoescape=True).from_string(_TEMPLATE)
-    return template.render(overview=_overview(c, sources, left_out), findings=findings(c),
-                           paper=_paper_html(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
+    return template.render(overview=_overview(c, sources, left_out), findings=findings(c), min_seeds=MIN_SEEDS,
+                           test=TEST, claims=paper_claims(c),
+                           paper=_paper_html(c.paper) if len(c.paper) else "",
+                           footnote=paper_footnote(c.paper) if len(c.paper) else "", figures=embedded, skipped=skipped,
                            tables=tables, problems=_html_table(problems) if len(problems) else "",
                            left_out=_html_table(_left_out_table(left_out)) if len(left_out) else "",
                            runs=_html_table(c.runs[RUNS_COLUMNS[:-3]]))
@@ -216,7 +242,7 @@ def write_report(frames: Frames, out: Path | str, sources: list[str]) -> Path:
     every table, figure and ``index.html`` under ``out``; return the page's path."""
     out = Path(out)
     kept, left_out = split(frames)
-    c = compare(kept)
+    c = compare(kept, read_roles(kept.runs))
     write_tables(c, out, left_out)
     figures, skipped = write_figures(c, out, left_out)
     page = out / "index.html"
@@ -243,13 +269,24 @@ details summary { cursor: pointer; }
 <li>Optimizers: {{ overview.optimizers }}</li>
 <li>Effective batch sizes: {{ overview.batch_sizes }}; learning rates: {{ overview.lrs }}; seeds: {{ overview.seeds }}</li>
 </ul>
-<p>Only completed and diverged runs are results. Each optimizer is compared at its best configuration per task
-(the batch size and learning rate with the best mean metric over seeds, among those where no seed diverged).</p>
+<p>Only completed and diverged runs are results. Each optimizer is compared at its best configuration per task:
+the batch size and learning rate with the best mean metric (or, for the target, the fewest mean steps) over the
+runs that selected it, among those where no run diverged. Where a study confirmed the selected points with seeds,
+only confirmed points are candidates and each is scored on its confirmation seeds alone (the runs that selected it
+left out); otherwise the scores include the selecting runs, and the report says so. Every ordering it states rests
+on {{ test }}: a difference whose interval contains 0 is a tie ("within noise"), and with fewer than {{ min_seeds }}
+seeds per compared cell no ordering is stated.</p>
 <h2>Findings</h2>
 <ul>{% for line in findings %}<li>{{ line }}</li>{% else %}<li>No finished run has a metric to compare.</li>{% endfor %}</ul>
+<h2>Paper claims</h2>
+<p>Each claim of the NovoGrad and LARC papers and of Shallue et al. that these runs can test, with the verdict the
+tests over seeds give (also <code>tables/claims.csv</code>; <code>optbench claims</code> checks them alone).</p>
+<table class="table"><tr><th>claim</th><th>verdict</th><th>evidence</th><th>studies</th></tr>
+{% for claim in claims %}<tr><td>{{ claim.statement }} <small>({{ claim.source }})</small></td><td><b>{{ claim.verdict }}</b></td>
+<td style="text-align: left">{{ claim.evidence }}</td><td>{{ claim.studies }}</td></tr>{% endfor %}</table>
 {% if paper %}<h2>Comparison table</h2>
-<p>Best validation metric, mean ± std over seeds; best per task in bold (also <code>tables/paper.md</code>, <code>.tex</code>, <code>.csv</code>).</p>
-{{ paper | safe }}{% endif %}
+<p>Best validation metric, mean ± std over the seeds that score each entry (also <code>tables/paper.md</code>, <code>.tex</code>, <code>.csv</code>).</p>
+{{ paper | safe }}<p><small>{{ footnote }}</small></p>{% endif %}
 <h2>Figures</h2>
 {% for name, caption, data in figures %}<figure id="{{ name }}"><img alt="{{ name }}" src="data:image/png;base64,{{ data }}">
 <figcaption>{{ caption }} (<code>figures/{{ name }}.svg</code>)</figcaption></figure>

@@ -1,6 +1,6 @@
 """The ``optbench`` command line: parsing, and the mapping of errors to exit statuses, over
 functions that tests call directly (``experiments.commands``, ``experiments.studies.commands``,
-``experiments.bench.commands``, ``experiments.demo``, ``analysis.analyze``).
+``experiments.bench.commands``, ``experiments.demo``, ``analysis.analyze``, ``analysis.claims_check``).
 
 Exit status (study executors and job scripts rely on it): 0 a completed or diverged run (or one
 already finished, skipped); 1 a failed run; 2 bad input; 75 a run another live process is
@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from rich.console import Console
 
+from experiments.process_exit import exit_after
 from experiments.store import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_SIGINT, RunLockedError
 
-__all__ = ["main", "EXIT_LOCKED"]
+__all__ = ["main", "run", "EXIT_LOCKED"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +30,17 @@ class _Parser(argparse.ArgumentParser):
     out_dir=x``), as Hydra and LightningCLI take them."""
 
     _intermixing = False
+
+    def __init__(self, *args: Any, epilog_factory: Optional[Callable[[], str]] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        # An epilog that takes long to build (the config reference reads the schema's source) is
+        # built when help is asked for, not by every command that parses its arguments.
+        if self._epilog_factory is not None:
+            self.epilog, self._epilog_factory = self._epilog_factory(), None
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"optbench: error: {message} (see '{self.prog} --help')\n")
@@ -152,6 +164,13 @@ def _analyze(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace, console: Console) -> int:
+    from analysis.claims_check import check_claims
+
+    check_claims(args.sources, args.out, cache_dir=args.cache_dir, cache=not args.no_cache, console=console)
+    return 0
+
+
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from experiments.demo import demo
 
@@ -164,8 +183,6 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from experiments.config import config_reference
-
     parser = _Parser(prog="optbench", description="Benchmark first-order optimizers.")
     parser.add_argument("--version", action="version", version=f"optbench {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -201,9 +218,13 @@ def _parser() -> argparse.ArgumentParser:
     harness.add_argument("--rounds", type=_positive_int, default=5, help="alternating rounds (default 5)")
     harness.set_defaults(func=_bench_harness)
 
-    keys = f"config keys and their defaults:\n\n{config_reference()}"
+    def keys() -> str:
+        from experiments.config import config_reference
+
+        return f"config keys and their defaults:\n\n{config_reference()}"
+
     train = commands.add_parser(
-        "train", help="train one run: optbench train KEY=VALUE ...", epilog=keys,
+        "train", help="train one run: optbench train KEY=VALUE ...", epilog_factory=keys,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train one run into <out_dir>/<study>/<run_id>/. Exit status: 0 completed, diverged or "
                     "already finished; 1 failed; 2 bad input; 75 trained by another live process; "
@@ -228,8 +249,15 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
     analyze.set_defaults(func=_analyze)
 
+    claims = commands.add_parser("claims", help="check the NovoGrad, LARC and Shallue et al. claims against runs")
+    claims.add_argument("sources", nargs="+", metavar="RUNS", help="as for analyze: run stores, wandb dirs, wandb:...")
+    claims.add_argument("--out", required=True, help="directory for claims.md and claims.csv")
+    claims.add_argument("--cache-dir", help="parquet cache (default as for analyze)")
+    claims.add_argument("--no-cache", action="store_true", help="read every run again, write no cache")
+    claims.set_defaults(func=_claims)
+
     config = commands.add_parser(
-        "config", help="print the resolved config of KEY=VALUE ... without training", epilog=keys,
+        "config", help="print the resolved config of KEY=VALUE ... without training", epilog_factory=keys,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_arguments(config)
@@ -254,7 +282,8 @@ def _study_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
     run.add_argument("--executor", default="local", help="where runs train: local (default) or slurm")
     run.add_argument("--executor-options", nargs="+", default=[], metavar="K=V",
-                     help="executor settings, e.g. slurm partition=gpu timeout_min=60")
+                     help="executor settings, e.g. slurm partition=gpu timeout_min=60; "
+                          "local warm=false (every run a new process)")
     run.add_argument("--max-parallel", type=_positive_int, default=1,
                      help="local runs at a time; each gets cores/N torch threads (default 1)")
     run.add_argument("--dry-run", action="store_true", help="list the planned runs; train nothing")
@@ -283,5 +312,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_SIGINT
 
 
+def run() -> NoReturn:
+    """The ``optbench`` program (console script and ``python -m experiments.cli``): ``main`` on
+    the command line's arguments, then the process ends without the interpreter's teardown
+    (``experiments.process_exit``), which takes longer than a tiny run's training."""
+    exit_after(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -17,13 +17,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.schedule import LR_SCALINGS, SCHEDULES
-from experiments.tasks.sizes import SIZES, size_defaults
+from experiments.tasks import TaskError, TaskInfo, task_info
+from experiments.tasks.info import SIZES
 from experiments.yaml_error import yaml_error
 
 __all__ = [
     "ConfigError", "DataConfig", "OptimizerConfig", "ScheduleConfig", "TrainerConfig",
     "LoggerConfig", "RunConfig", "load_config", "validate", "check_environment", "run_id", "run_dir", "canonical_config",
-    "to_yaml", "effective_batch_size", "optimizer_options",
+    "to_yaml", "effective_batch_size", "optimizer_options", "resolved_optimizer", "recorded", "task_of",
+    "resolved_target",
 ]
 
 
@@ -33,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "builtin"  # builtin | cifar10 | imagefolder (vision) | manifest (asr) | text (lm)
+    source: str = "builtin"  # builtin (the task's own data) | a real-data source of the task (docs/training.md#data)
     path: Optional[str] = None  # the real data set (see docs/training.md#data)
     val_path: Optional[str] = None  # validation manifest for data.source=manifest
     batch_size: int = 64  # per-device batch size
@@ -42,12 +44,15 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adamw"  # a registry name: `optbench optimizers` lists them
+    name: str = "adamw"  # a registry name (`optbench optimizers` lists them) or an import path package.module:Class
     lr: float = 1e-3  # base learning rate, scaled by lr_scaling from reference_batch_size
     weight_decay: Optional[float] = None  # None: the optimizer's own default
     lr_scaling: str = "none"  # none | linear | sqrt: lr × (effective batch / reference)^(1 or 1/2)
     reference_batch_size: int = 64  # the effective batch size that `lr` was tuned for
+    larc: bool = False  # wrap the optimizer in LARC: the name becomes larc_<name> (or larc:<import path>)
+    exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no layer-wise adaptation
     options: Dict[str, Any] = field(default_factory=dict)  # optimizer.<option>=... lands here
+    resolved: Dict[str, Any] = field(default_factory=dict)  # set in config.yaml for an optimizer from outside
 
 
 @dataclass
@@ -86,7 +91,7 @@ class LoggerConfig:
 
 @dataclass
 class RunConfig:
-    task: str = "vision"  # vision | asr | lm
+    task: str = "vision"  # vision | asr | lm | a plugin's task | package.module:name (docs/extending.md)
     size: str = "default"  # tiny (seconds, for tests) | default (minutes, CPU) | large (hours, GPU)
     seed: int = 0
     target: Optional[float] = None  # steps-to-target threshold; None: the task's own default
@@ -99,10 +104,8 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-_CHOICES = {
-    "task": ("vision", "asr", "lm"),
+_CHOICES = {  # the task's own data sources are its description's (``task_of``)
     "size": SIZES,
-    "data.source": ("builtin", "cifar10", "imagefolder", "manifest", "text"),
     "optimizer.lr_scaling": LR_SCALINGS,
     "schedule.name": SCHEDULES,
     "logger.wandb": ("disabled", "offline", "online"),
@@ -226,18 +229,44 @@ def load_config(overrides: Sequence[str] = (), path: Optional[str | Path] = None
         config = OmegaConf.merge(*layers)
     except OmegaConfBaseException as error:
         raise ConfigError(_one_line(error)) from None
-    _apply_size_defaults(config, layers[1:])
+    _apply_size_settings(config, layers[1:])
+    _fold_larc(config)
     validate(config)
     return config
 
 
-def _apply_size_defaults(config: DictConfig, user_layers: Sequence[DictConfig]) -> None:
-    """Set each default the task's size declares (``experiments/tasks/sizes.py``) that no user
-    layer (YAML file, overrides) set, so that the config holds the values the run uses."""
+def _fold_larc(config: DictConfig) -> None:
+    """``optimizer.larc=true`` as the name that says it (``larc_<name>``, ``larc:<import path>``),
+    so that config.yaml, the summary and the analysis name the optimizer that runs."""
+    from optimizers.registry import with_larc
+
+    if config.optimizer.larc:
+        try:
+            config.optimizer.name = with_larc(config.optimizer.name)
+        except ValueError as error:
+            raise ConfigError(f"optimizer.larc=true: {error}") from None
+        config.optimizer.larc = False
+
+
+def task_of(config: DictConfig) -> TaskInfo:
+    """The description of the config's task (``experiments/tasks``); ``ConfigError`` naming what
+    is wrong with an unknown or unusable task."""
+    try:
+        return task_info(config.task)
+    except TaskError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _apply_size_settings(config: DictConfig, user_layers: Sequence[DictConfig]) -> None:
+    """Set each setting the task's description declares for its size that no user layer (YAML
+    file, overrides) set, so that the config holds the values the run uses."""
     unset = object()
-    for key, value in size_defaults(config.task, config.size).items():
+    for key, value in task_of(config).size_settings.get(config.size, {}).items():
         if all(OmegaConf.select(layer, key, default=unset) is unset for layer in user_layers):
-            OmegaConf.update(config, key, value)
+            try:
+                OmegaConf.update(config, key, value)
+            except OmegaConfBaseException as error:
+                raise ConfigError(f"task {config.task!r}: size_settings[{config.size!r}]: {_one_line(error)}") from None
 
 
 def validate(config: DictConfig) -> None:
@@ -247,24 +276,13 @@ def validate(config: DictConfig) -> None:
     and trained on others. ``check_environment`` does that, when a run starts.
     """
     from optimizers.did_you_mean import did_you_mean
-    from optimizers.registry import build_optimizer, optimizer_names
 
-    for key, choices in _CHOICES.items():
+    for key, choices in {**_CHOICES, "data.source": task_of(config).sources}.items():
         value = OmegaConf.select(config, key)
         if value not in choices:
+            where = f" for task {config.task}" if key == "data.source" else ""
             raise ConfigError(f"invalid value for {key!r}: {value!r}{did_you_mean(value, choices)}; "
-                              f"valid: {', '.join(choices)}")
-    if config.optimizer.name not in optimizer_names():
-        raise ConfigError(
-            f"unknown optimizer {config.optimizer.name!r}{did_you_mean(config.optimizer.name, optimizer_names())}; "
-            f"valid names: {', '.join(optimizer_names())}"
-        )
-    layer_wise = config.optimizer.name.startswith(("novograd", "larc_", "lars"))
-    if "fsdp" in config.trainer.strategy and layer_wise:
-        raise ConfigError(
-            f"trainer.strategy={config.trainer.strategy} with optimizer {config.optimizer.name!r} is not supported: "
-            "FSDP hands the optimizer shards, and per-layer norms would be norms of shards"
-        )
+                              f"valid{where}: {', '.join(choices)}")
     for key, interval in _RANGES.items():
         value = OmegaConf.select(config, key)
         if value is not None and value not in interval:
@@ -276,17 +294,57 @@ def validate(config: DictConfig) -> None:
         )
     if config.data.source != "builtin" and not config.data.path:
         raise ConfigError(f"data.source={config.data.source} needs data.path")
-    # The optimizer validates its own options: build it once over a dummy parameter.
-    import torch
+    _validate_optimizer(config)
 
+
+def _validate_optimizer(config: DictConfig) -> None:
+    """The optimizer's name and options, checked against its signature and defaults without
+    building it (``optimizers.registry.check_options``); under FSDP, that it is not layer-wise."""
+    from optimizers.behaviour import is_layer_wise
+    from optimizers.registry import check_options
+
+    name, options = _optimizer_name(config), optimizer_options(config)
     try:
-        build_optimizer(config.optimizer.name, [torch.zeros(1, requires_grad=True)],
-                        lr=config.optimizer.lr, **optimizer_options(config))
+        check_options(name, lr=config.optimizer.lr, **options)
     except ValueError as error:
-        raise ConfigError(str(error)) from None
-    except TypeError as error:  # e.g. betas=0.9: a value of the wrong shape for the option
-        raise ConfigError(f"invalid optimizer.options {dict(config.optimizer.options)} for "
-                          f"{config.optimizer.name!r}: {error}") from None
+        raise ConfigError(str(error).splitlines()[0]) from None
+    # FSDP hands the optimizer flat shards of the parameters: an optimizer whose update of a
+    # tensor depends on the whole tensor computes something else there. Asked of its behaviour
+    # (it builds the optimizer on a small matrix and on its halves), and so only under FSDP.
+    if "fsdp" in config.trainer.strategy and is_layer_wise(name, **options):
+        raise ConfigError(
+            f"trainer.strategy={config.trainer.strategy} with optimizer {name!r} is not supported: "
+            "FSDP hands the optimizer shards, and its per-tensor norms would be norms of shards"
+        )
+
+
+def recorded(config: DictConfig) -> DictConfig:
+    """``config`` as its run records it in config.yaml: for an optimizer from outside optbench and
+    torch, a copy with ``optimizer.resolved`` filled in (``resolved_optimizer``: its path, package,
+    version and options); else ``config`` itself, whose optimizer the registry describes."""
+    resolved = resolved_optimizer(config)
+    if "path" not in resolved:
+        return config
+    copy = config.copy()
+    copy.optimizer.resolved = resolved
+    return copy
+
+
+def _optimizer_name(config: DictConfig) -> str:
+    """The optimizer that runs: ``optimizer.name``, under LARC where ``optimizer.larc`` asks."""
+    return f"larc:{config.optimizer.name}" if config.optimizer.larc else config.optimizer.name
+
+
+def resolved_optimizer(config: DictConfig) -> dict[str, Any]:
+    """What the optimizer of ``config`` is, as ``optimizer.resolved`` records it: its one spelling
+    (``canonical_name``), every option it runs with (defaults filled in) and, for one from
+    outside optbench and torch, its ``module:Class`` path and the package and version providing it."""
+    from optimizers.registry import canonical_name, optimizer_origin, resolved_options
+
+    name = _optimizer_name(config)
+    options = resolved_options(name, **optimizer_options(config))
+    options["lr"] = config.optimizer.lr  # optimizer.lr is the one that counts
+    return {"name": canonical_name(name), **(optimizer_origin(name) or {}), "options": options}
 
 
 def check_environment(config: DictConfig) -> None:
@@ -320,6 +378,11 @@ def effective_batch_size(config: DictConfig) -> int:
     return config.data.batch_size * trainer.accumulate_grad_batches * trainer.devices * trainer.num_nodes
 
 
+def resolved_target(config: DictConfig) -> float:
+    """The steps-to-target threshold: ``config.target``, else the task's default for its size."""
+    return config.target if config.target is not None else task_of(config).targets[config.size]
+
+
 # Keys that never change what a run computes: left out of its run_id. ``target`` joins them
 # unless ``trainer.stop_at_target`` makes it end the run.
 _NOT_RESULT_KEYS = (
@@ -334,15 +397,18 @@ def canonical_config(config: DictConfig) -> dict[str, Any]:
     """What a run computes, as plain data: every result-changing key with its resolved value.
 
     The optimizer's options are resolved by the registry (defaults merged in, so an explicit
-    default equals an omitted one; implementation switches such as ``fused`` out), numbers are
+    default equals an omitted one; implementation switches such as ``fused`` out), its name is
+    spelt one way (``optimizer.larc=true`` with ``sgd`` is ``larc_sgd``; an import path is its
+    class's defining ``module:Class``), an optimizer from outside optbench and torch adds its
+    package and version (an upgrade never aliases an old run), numbers are
     floats (``eps=1`` equals ``eps=1.0``), tuples are lists, and keys that change no result are
     dropped. Every schema field is kept, defaults included: changing a default changes the ids of
     the runs that relied on it instead of aliasing them.
     """
-    from optimizers.registry import resolved_options
-
     plain = OmegaConf.to_container(config, resolve=True)
-    if not config.trainer.stop_at_target:
+    if config.trainer.stop_at_target:
+        plain["target"] = resolved_target(config)  # the task's default, where it ends the run, is part of the run
+    else:
         plain.pop("target")
     for key in _NOT_RESULT_KEYS:
         *parents, last = key.split(".")
@@ -351,9 +417,16 @@ def canonical_config(config: DictConfig) -> dict[str, Any]:
             node = node[parent]
         node.pop(last)
     optimizer = plain["optimizer"]
-    optimizer["options"] = resolved_options(config.optimizer.name, **optimizer_options(config))
-    optimizer["options"].pop("lr", None)  # optimizer.lr is the one that counts
-    optimizer.pop("weight_decay")  # folded into options
+    resolved = resolved_optimizer(config)
+    optimizer["name"] = resolved.pop("name")
+    optimizer["options"] = resolved.pop("options")
+    optimizer["options"].pop("lr")  # optimizer.lr is the one that counts
+    if resolved:
+        optimizer["origin"] = resolved  # from outside: its path, package and version
+    for key in ("weight_decay", "larc", "resolved"):  # folded into options, the name, the above
+        optimizer.pop(key)
+    if optimizer["exclude_bias_and_norm"]:  # a key added after runs existed: hashed when changed only
+        optimizer.pop("exclude_bias_and_norm")
     if optimizer["lr_scaling"] == "none":
         optimizer.pop("reference_batch_size")  # nothing is scaled from it
     return _normalised(plain)
@@ -371,12 +444,13 @@ def _normalised(value: Any) -> Any:
 
 def run_id(config: DictConfig) -> str:
     """Stable 12-hex-digit hash of ``canonical_config(config)``, salted with ``RUN_ID_VERSION``
-    and, for built-in data, the data set's version (``experiments/data/versions.py``)."""
-    from experiments.data.versions import builtin_data_version
-
+    and, for the task's own data (``data.source=builtin``), its description's ``data_version``."""
     salt = {"run_id_version": RUN_ID_VERSION}
     if config.data.source == "builtin":
-        salt["data_version"] = builtin_data_version(config.task)
+        try:
+            salt["data_version"] = task_of(config).builtin_data_version()
+        except TaskError as error:
+            raise ConfigError(str(error)) from None
     canonical = json.dumps({**salt, "config": canonical_config(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

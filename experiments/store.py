@@ -8,7 +8,8 @@
   metrics.jsonl   append-only rows {step, epoch, wall_time, <metric>: value, ...}, flushed per row
   layers.jsonl    append-only per-layer rows {step, layer, grad_norm, weight_norm, ...}
   summary.json    written atomically last: status, final/best metrics, steps_to_target, ...
-  checkpoints/    last.ckpt, for resume (Lightning's SLURM requeue adds hpc_ckpt_*.ckpt)
+  checkpoints/    last.ckpt and the one it replaced, last.previous.ckpt, for resume
+                  (Lightning's SLURM requeue adds hpc_ckpt_*.ckpt in the run directory)
 ```
 
 This module is the store's one owner, for writers and readers alike, and imports no torch:
@@ -37,7 +38,7 @@ import yaml
 
 __all__ = [
     "RunStore", "RunLock", "RunLockedError", "StoreError", "FORMAT_VERSION", "find_runs", "write_json_atomic",
-    "collect_meta", "finite_or_none",
+    "collect_meta", "finite_or_none", "previous_checkpoint",
     "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "RUNNING", "INCOMPLETE", "STATUSES", "FINISHED", "RUN_STATUSES",
     "EXIT_RESULT", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_LOCKED", "EXIT_SIGINT", "EXIT_SIGTERM",
 ]
@@ -240,6 +241,12 @@ def _locked_message(root: Path, holder: dict[str, Any]) -> str:
             f"(heartbeat {age:.0f} s ago)")
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint at ``path`` keeps the one it replaced: ``last.ckpt`` →
+    ``last.previous.ckpt`` (see ``experiments.checkpoints``)."""
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
 def find_runs(root: Path | str, *, include_replaced: bool = False) -> list[Path]:
     """Every run directory (one holding ``config.yaml``) under ``root``, at any depth, sorted.
 
@@ -289,11 +296,18 @@ class RunStore:
         """The path of one of the run's files (``metrics.jsonl``, ``layers.jsonl``, ...)."""
         return self.root / name
 
+    def resume_checkpoints(self) -> list[Path]:
+        """The checkpoints the run may resume from, newest first: ``checkpoints/last.ckpt`` and,
+        after a SLURM requeue that Lightning handled, ``hpc_ckpt_*.ckpt`` in the run directory;
+        then ``checkpoints/last.previous.ckpt``, the one the last save replaced."""
+        latest = [p for p in [self.checkpoints / "last.ckpt", *self.root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        previous = previous_checkpoint(self.checkpoints / "last.ckpt")
+        return (sorted(latest, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+                + ([previous] if previous.is_file() else []))
+
     def resume_checkpoint(self) -> Optional[Path]:
-        """The newest checkpoint to resume from: ``checkpoints/last.ckpt`` or, after a SLURM
-        requeue that Lightning handled, a newer ``hpc_ckpt_*.ckpt`` in the run directory."""
-        candidates = [p for p in [self.checkpoints / "last.ckpt", *self.root.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
-        return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+        """The newest checkpoint to resume from (see ``resume_checkpoints``), None if none."""
+        return next(iter(self.resume_checkpoints()), None)
 
     def config(self) -> dict[str, Any]:
         """config.yaml as plain data."""

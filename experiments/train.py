@@ -5,8 +5,9 @@ A plain function (tests call it; the CLI is a thin layer over it), in three step
 the Trainer), ``fit`` trains it from its last checkpoint if there is one, and ``finish`` writes
 its summary from what the callbacks tracked while it trained. Completed and diverged runs are
 results: running the same config again is a no-op unless ``force``. A run killed or interrupted
-part-way resumes from its last checkpoint and ends with the summary an uninterrupted run would
-have written (the tracked state travels in the checkpoint).
+part-way resumes from its last checkpoint (the previous one, or step 0, where that is unreadable:
+``experiments.checkpoints``) and ends with the summary an uninterrupted run would have written
+(the tracked state travels in the checkpoint).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+from experiments.checkpoints import AtomicCheckpointIO, choose_resume
 from experiments.config import (
-    ConfigError, check_environment, effective_batch_size, optimizer_options, run_dir, to_yaml,
+    ConfigError, check_environment, effective_batch_size, optimizer_options, recorded, resolved_optimizer,
+    resolved_target, run_dir, to_yaml,
 )
 from experiments.callbacks.divergence import DivergenceGuard
 from experiments.callbacks.interrupt import Interrupted, StopOnSignal
@@ -36,6 +40,7 @@ from experiments.callbacks.layer_stats import LayerStatistics
 from experiments.callbacks.legacy_state import LEGACY_STATE_KEY
 from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.noise_scale import GradientNoiseScale
+from experiments.callbacks.optimizer_modes import OptimizerModes
 from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.progress import Progress, log
 from experiments.callbacks.step_timer import StepTiming
@@ -47,9 +52,10 @@ from experiments.schedule import lr_multiplier, scaled_lr
 from experiments.store import (
     COMPLETED, DIVERGED, FAILED, FINISHED, INTERRUPTED, RunLockedError, RunStore, collect_meta, finite_or_none,
 )
-from experiments.tasks import build_task
+from experiments.tasks import TaskError, build_task, task_info
 from experiments.tasks.base import TaskModule
 from optimizers import build_optimizer, warn_if_clipping_with_larc
+from optimizers.behaviour import evaluates_closure
 
 __all__ = ["train", "Run", "build_run", "fit", "finish", "run_dir", "wandb_run_id"]
 
@@ -65,14 +71,34 @@ def _keep_aside(root: Path) -> None:
 
 
 def _optimizer_factory(config: DictConfig, lr: float):
+    """The task's optimizer factory: ``optimizer.name`` with its options over the model, at the
+    peak rate ``lr``; bad options the config check could not see (a factory returning no
+    optimizer, a value only the constructor refuses) are a ``ConfigError``."""
     options = optimizer_options(config)
 
     def factory(model: torch.nn.Module) -> torch.optim.Optimizer:
-        optimizer = build_optimizer(config.optimizer.name, model, lr=lr, **options)
+        try:
+            optimizer = build_optimizer(config.optimizer.name, model, lr=lr,
+                                        exclude_bias_and_norm=config.optimizer.exclude_bias_and_norm, **options)
+        except (ValueError, TypeError) as error:
+            message = str(error).splitlines()[0]
+            raise ConfigError(message if message.startswith("optimizer ") else
+                              f"optimizer {config.optimizer.name!r}: {message}") from None
         warn_if_clipping_with_larc(optimizer, config.trainer.gradient_clip_val)
         return optimizer
 
     return factory
+
+
+def _check_closure(config: DictConfig, lr: float) -> None:
+    """``ConfigError`` for an optimizer whose ``step`` ignores its closure (a user's, typically):
+    Lightning's training step is that closure, so the run would fail at its first step."""
+    if not evaluates_closure(config.optimizer.name, lr=lr, **optimizer_options(config)):
+        raise ConfigError(
+            f"optimizer {config.optimizer.name!r}: its step(closure) does not call the closure, which holds "
+            "Lightning's forward and backward pass; call it as torch.optim's optimizers do "
+            "(with torch.enable_grad(): loss = closure())"
+        )
 
 
 # Warnings that say nothing to an optbench user, each silenced by its own text, never by category:
@@ -125,7 +151,7 @@ class Run:
 
     @property
     def metric(self) -> str:
-        return f"val/{self.module.metric}"
+        return f"val/{self.module.info.metric}"
 
 
 def train(config: DictConfig, *, force: bool = False, progress_every_s: Optional[float] = None) -> Optional[dict[str, Any]]:
@@ -178,11 +204,16 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
         warmup_steps=config.schedule.warmup_steps, min_lr_ratio=config.schedule.min_lr_ratio,
         power=config.schedule.power,
     )
+    factory = _optimizer_factory(config, lr)
     try:
-        module, data = build_task(config, _optimizer_factory(config, lr), lr_lambda)
+        module, data = build_task(config, factory, lr_lambda)
+    except TaskError as exc:  # a piece of the task missing or of the wrong kind
+        raise ConfigError(str(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable data: name it, in one line
         raise ConfigError(f"data ({config.data.source}): {str(exc).splitlines()[0]}") from None
-    target = config.target if config.target is not None else module.default_target[config.size]
+    factory(module.model)  # built once here, so that what only the constructor refuses is bad input
+    _check_closure(config, lr)
+    target = resolved_target(config)
     trainer_config = config.trainer
     guard = DivergenceGuard(log_every=trainer_config.log_every_n_steps,
                             divergence_factor=trainer_config.divergence_factor)
@@ -190,7 +221,7 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     memory = TrainingPeakMemory()
     wandb = _wandb_logger(config, store, force) if config.logger.wandb != "disabled" else None
     rows = MetricRows(store, wandb=wandb, guard=guard, timing=timing, log_every=trainer_config.log_every_n_steps)
-    stop_at_target = (StopAtTarget(f"val/{module.metric}", target, module.higher_is_better)
+    stop_at_target = (StopAtTarget(f"val/{module.info.metric}", target, module.info.higher_is_better)
                       if trainer_config.stop_at_target else None)
     noise_scale = GradientNoiseScale(
         rows.write, micro_batch=config.data.batch_size, accumulate=trainer_config.accumulate_grad_batches,
@@ -200,12 +231,13 @@ def build_run(config: DictConfig, *, store: Optional[RunStore] = None, force: bo
     # then never misses a validation nor restores a best metric older than its step.
     checkpoint = ModelCheckpoint(dirpath=store.checkpoints, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=False, enable_version_counter=False)
-    progress = Progress(effective_batch_size=batch, every_s=progress_every_s) if progress_every_s is not None else None
+    progress = (Progress(effective_batch_size=batch, metric=f"val/{module.info.metric}", every_s=progress_every_s)
+                if progress_every_s is not None else None)
     # Lightning calls the callbacks in this order (ModelCheckpoint last). At the end of a batch
     # that stepped, the layer statistics measure the update, the guard reads the loss, the timer
     # ends the step (after the read, which waits for the device) and the training row is written.
-    callbacks = [memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps), guard,
-                 timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
+    callbacks = [OptimizerModes(), memory, LayerStatistics(rows, memory, every=trainer_config.layer_stats_every_n_steps),
+                 guard, timing, rows, ValidateLastStep(), stop_at_target, noise_scale, checkpoint, stop, progress]
     trainer = _trainer(config, store, [c for c in callbacks if c is not None])
     return Run(config=config, store=store, module=module, data=data, lr=lr, batch=batch, target=target,
                trainer=trainer, rows=rows, guard=guard, timing=timing, memory=memory, stop=stop,
@@ -239,6 +271,8 @@ def _trainer(config: DictConfig, store: RunStore, callbacks: list[pl.Callback]) 
     except (MisconfigurationException, ValueError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
     _check_precision(config, trainer)
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a strategy with its own format keeps it
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return trainer
 
 
@@ -280,9 +314,12 @@ def fit(run: Run) -> tuple[str, Optional[str]]:
     summary here and raises ``Interrupted``, naming the signal.
     """
     store, trainer = run.store, run.trainer
-    resume = store.resume_checkpoint()
+    chosen = choose_resume(store, set_aside=trainer.is_global_zero)
+    resume = chosen.path
     if trainer.is_global_zero:
-        store.begin(to_yaml(run.config), collect_meta(), resume=resume is not None)
+        if chosen.unreadable:
+            log.warning(chosen.notice(store))
+        store.begin(to_yaml(recorded(run.config)), {**collect_meta(), **chosen.meta(store)}, resume=resume is not None)
         resuming = f" (resuming from {resume.relative_to(store.root)})" if resume else ""
         log.info(f"run directory: {store.root}{resuming}")
     status, error = COMPLETED, None
@@ -330,19 +367,20 @@ def _summary(run: Run, status: str, error: Optional[str]) -> dict[str, Any]:
         "status": status,
         "error": error,
         "run_id": run.store.root.name,
-        "task": config.task,
+        "task": module.info.name,
         "optimizer": config.optimizer.name,
+        "optimizer_resolved": resolved_optimizer(config),  # its path, package, version and options
         "lr": run.lr,
         "effective_batch_size": run.batch,
         "seed": config.seed,
         "global_step": trainer.global_step,
         "diverged_at_step": run.guard.diverged_at,
         "metric": run.metric,
-        "higher_is_better": module.higher_is_better,
+        "higher_is_better": module.info.higher_is_better,
         "final": {k: finite_or_none(v) for k, v in run.rows.final.items()},
-        "best": {run.metric: best((value for _, value in curve), module.higher_is_better)},
+        "best": {run.metric: best((value for _, value in curve), module.info.higher_is_better)},
         "target": run.target,
-        "steps_to_target": steps_to_target(curve, run.target, module.higher_is_better),
+        "steps_to_target": steps_to_target(curve, run.target, module.info.higher_is_better),
         "wall_time_s": run.rows.elapsed(),
         "train_step_time_s": run.timing.timer.mean(),
         "throughput_samples_per_s": run.timing.throughput(),
@@ -374,7 +412,7 @@ def _wandb_logger(config: DictConfig, store: RunStore, force: bool):
 
     return WandbLogger(
         project=config.logger.project, entity=config.logger.entity, group=config.study,
-        tags=[config.optimizer.name, config.task, *config.logger.tags], name=store.run_id,
+        tags=[config.optimizer.name, task_info(config.task).name, *config.logger.tags], name=store.run_id,
         id=wandb_run_id(store, force), save_dir=str(store.root), mode=config.logger.wandb, resume="allow",
         config=OmegaConf.to_container(config, resolve=True),
     )

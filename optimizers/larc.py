@@ -9,15 +9,29 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .behaviour import set_mode
 from .dispatch import implementation
+from .hyperparameters import check_eta, check_hyperparameters
 from .learning_rate import scalar_lr
 from .norms import stacked_norms
+from .wrapping import closure_loss, load_with_hooks, unhooked_step
 
-__all__ = ["LARC", "larc_grad_scales", "warn_if_clipping_with_larc"]
+__all__ = ["LARC", "check_larc_options", "larc_grad_scales", "warn_if_clipping_with_larc"]
 
 MODES = ("clip", "scale")
 # LARC's settings in each parameter group, and the group opt-out.
 _GROUP_KEYS = ("larc_eta", "larc_mode", "larc_eps", "larc_min_update", "layer_adaptation")
+
+
+def check_larc_options(*, eta: float, mode: str, eps: float, min_update: float) -> None:
+    """Raise ``ValueError`` naming the first of LARC's options that it cannot take: the
+    constructor's check, which config validation makes before anything is built."""
+    check_eta(eta)
+    if mode not in MODES:
+        raise ValueError(f"Invalid LARC mode: {mode!r} (valid: {', '.join(MODES)})")
+    check_hyperparameters({"eps": eps})
+    if not min_update >= 0.0:
+        raise ValueError(f"Invalid min_update value: {min_update}")
 
 
 class LARC(Optimizer):
@@ -78,14 +92,7 @@ class LARC(Optimizer):
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"LARC wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if not eta > 0.0:
-            raise ValueError(f"Invalid eta value: {eta} (must be > 0)")
-        if mode not in MODES:
-            raise ValueError(f"Invalid LARC mode: {mode!r} (valid: {', '.join(MODES)})")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not min_update >= 0.0:
-            raise ValueError(f"Invalid min_update value: {min_update}")
+        check_larc_options(eta=eta, mode=mode, eps=eps, min_update=min_update)
         self.optimizer = optimizer
         larc_defaults = dict(
             larc_eta=eta, larc_mode=mode, larc_eps=eps, larc_min_update=min_update,
@@ -109,15 +116,11 @@ class LARC(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load through the inner optimizer (which knows its state's layout), then re-share; the
         load_state_dict hooks registered on LARC run around it, as ``torch.optim`` runs them."""
-        state_dict = state_dict.copy()
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        self.optimizer.load_state_dict(state_dict)
-        self._share_inner()
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
+        def load(state_dict: dict[str, Any]) -> None:
+            self.optimizer.load_state_dict(state_dict)
+            self._share_inner()
+
+        load_with_hooks(self, state_dict, load)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "optimizer": self.optimizer}
@@ -132,10 +135,7 @@ class LARC(Optimizer):
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
         """Evaluate ``closure`` once (if given), rescale gradients layer-wise, step the inner optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for key in _GROUP_KEYS:
                 group.setdefault(key, self.defaults[key])  # a group added to the inner optimizer directly
@@ -173,8 +173,34 @@ class LARC(Optimizer):
         else:
             if scales:
                 torch._foreach_mul_([p.grad for p in scales], list(scales.values()))
-            _unhooked_step(self.optimizer)
+            unhooked_step(self.optimizer)
         return loss
+
+    @torch.no_grad()
+    def trust_ratios(self, params: list[Tensor]) -> list[Tensor]:
+        """The factor s this step would apply to each of ``params`` given their gradients now (NaN
+        for a tensor without a gradient or outside the groups): what layer statistics record."""
+        factors: dict[Tensor, Tensor] = {}
+        wanted = set(params)
+        for group in self.param_groups:
+            group_params = [p for p in group["params"] if p in wanted and p.grad is not None]
+            if group_params:
+                settings = {key: group.get(key, self.defaults[key]) for key in _GROUP_KEYS}
+                _, scales = larc_grad_scales(
+                    group_params, [p.grad for p in group_params], lr=scalar_lr(group["lr"]),
+                    eta=settings["larc_eta"], mode=settings["larc_mode"], eps=settings["larc_eps"],
+                    min_update=settings["larc_min_update"], adapt=settings["layer_adaptation"],
+                )
+                factors.update(zip(group_params, scales))
+        return [factors.get(p, torch.tensor(float("nan"))) for p in params]
+
+    def train(self) -> None:
+        """Training mode for an inner optimizer that has one (Schedule-Free)."""
+        set_mode(self.optimizer, training=True)
+
+    def eval(self) -> None:
+        """Evaluation mode for an inner optimizer that has one (Schedule-Free)."""
+        set_mode(self.optimizer, training=False)
 
     def _sgd_on_triton(self) -> bool:
         """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
@@ -190,13 +216,6 @@ class LARC(Optimizer):
             if path != "triton" or group.get("maximize") or group.get("differentiable"):
                 return False
         return True
-
-
-def _unhooked_step(optimizer: Optimizer) -> None:
-    """The inner optimizer's step without ``torch.optim``'s step hooks: it is a part of LARC's
-    step, whose hooks (global ones included) have run once already."""
-    step = type(optimizer).step
-    getattr(step, "__wrapped__", step)(optimizer)
 
 
 def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:

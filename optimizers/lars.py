@@ -9,7 +9,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .dispatch import implementation
-from .learning_rate import check_lr, scalar_lr
+from .hyperparameters import check_eta, check_hyperparameters
+from .learning_rate import scalar_lr
 from .norms import stacked_norms
 
 __all__ = ["LARS", "lars_trust_ratios"]
@@ -63,15 +64,10 @@ class LARS(Optimizer):
         *,
         fused: Optional[bool] = None,
     ) -> None:
-        check_lr(lr)
-        if not 0.0 <= momentum < 1.0:
+        check_hyperparameters(dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps))
+        if not momentum < 1.0:  # heavy-ball momentum of 1 or more never forgets: LARS refuses it
             raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not eta > 0.0:
-            raise ValueError(f"Invalid eta value: {eta} (must be > 0)")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        check_eta(eta)
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, eps=eps,
             layer_adaptation=True, fused=fused,
@@ -84,6 +80,25 @@ class LARS(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("fused", None)
+
+    @torch.no_grad()
+    def trust_ratios(self, params: list[Tensor]) -> list[Tensor]:
+        """λ this step would apply to each of ``params`` given their gradients now (1 in groups
+        with ``layer_adaptation=False``; NaN for a tensor without a gradient or outside the
+        groups): what layer statistics record."""
+        ratios: dict[Tensor, Tensor] = {}
+        wanted = set(params)
+        for group in self.param_groups:
+            group_params = [p for p in group["params"] if p in wanted and p.grad is not None]
+            if not group_params:
+                continue
+            if group["layer_adaptation"]:
+                scales = list(lars_trust_ratios(group_params, [p.grad for p in group_params], eta=group["eta"],
+                                                weight_decay=group["weight_decay"], eps=group["eps"]).unbind(0))
+            else:
+                scales = [torch.ones(())] * len(group_params)
+            ratios.update(zip(group_params, scales))
+        return [ratios.get(p, torch.tensor(float("nan"))) for p in params]
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .hyperparameters import check_hyperparameters
+
 __all__ = ["NovoGrad", "novograd"]
 
 Scalar = Union[float, Tensor]
@@ -124,17 +126,7 @@ class NovoGrad(Optimizer):
         foreach: Optional[bool] = None,
         fused: Optional[bool] = None,
     ) -> None:
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameters(dict(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay))
         if fused and foreach:
             raise ValueError("Invalid options: fused=True and foreach=True are exclusive")
         defaults = dict(

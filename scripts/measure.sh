@@ -21,13 +21,14 @@ sections=(
     "test-parts|Triton and SLURM tests|the Triton-interpreter and SLURM-cluster tests on their own (~2 min)"
     "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, the goals, the fused kernel's cold build (~5 min)"
     "gpu|GPU|the CUDA optimizer step and each large task against a bare loop (needs a CUDA device; not in the default set)"
-    "harness|Harness|optbench bench harness, default vision and tiny lm/asr (~10 min)"
+    "harness|Harness|optbench bench harness, default vision and tiny lm/asr; foreach for the torch baselines on a CPU (~25 min)"
     "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps: stages, the whole optbench analyze command, foreign wandb runs (~8 min)"
     "first-run|The default run|optbench train with no arguments (~5 min)"
-    "demo|The demo|optbench demo: time, runs, findings, paper table (~4 min)"
+    "demo|The demo|optbench demo: time, runs, findings, paper table (~7 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
-    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
-    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~30 min)"
+    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr; per-run fixed cost of quick and demo with and without warm workers (~60 min)"
+    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~40 min)"
+    "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
 
@@ -166,6 +167,8 @@ section_harness() {
         echo
         "$optbench" bench harness task="$task" size=tiny trainer.max_steps=30 --rounds 1 | fenced
     done
+    echo
+    baselines_foreach
 }
 
 section_analysis() {
@@ -188,14 +191,17 @@ section_demo() {
     echo "\`optbench demo\` (\`--max-parallel 2\`, install already done): $(find "$work/runs/demo" -name summary.json | wc -l) runs" \
          "and the report in **$took**; the report has $(find "$work/report/figures" -name '*.png' | wc -l) figures."
     echo
-    echo "Its findings (tiny models, two learning rates per cell: a smoke-scale study, not a tuned comparison):"
+    echo "Its findings (tiny models, two learning rates per cell, 3 confirmation seeds per selected point: a"
+    echo "smoke-scale study, not a tuned comparison):"
     echo
     "$py" - "$work/runs/demo" <<'PY'
 import sys
 from analysis.compare import compare
 from analysis.findings import findings
 from analysis.load import load
-for sentence in findings(compare(load([sys.argv[1]], cache_dir=None))):
+from analysis.roles import read_roles
+frames = load([sys.argv[1]], cache_dir=None)
+for sentence in findings(compare(frames, read_roles(frames.runs))):
     print(f"- {sentence}")
 PY
     echo
@@ -222,6 +228,79 @@ section_studies() {
         took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
         echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
     done
+    echo
+    fixed_cost
+}
+
+fixed_cost() {  # studies, with and without warm workers: what a run costs besides training
+    echo "**Per-run fixed cost, with and without warm workers.** Each study run with warm workers (the"
+    echo "default) and with \`--executor-options warm=false\` (every run a new process), alternating which goes"
+    echo "first, each time into a new directory, \`--max-parallel 2\`. Fixed cost per run = (2 × the study's wall"
+    echo "time − Σ its runs' \`wall_time_s\`) / runs: what a run costs besides its training (starting,"
+    echo "importing, building, exiting)."
+    echo
+    "$py" - "$optbench" "$work/fixed-cost" <<'PY'
+import json, pathlib, statistics, subprocess, sys, time
+optbench, work = sys.argv[1], pathlib.Path(sys.argv[2])
+studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 2)]  # (study, overrides, rounds)
+print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+summary = []
+for study, overrides, rounds in studies:
+    speedups, costs = [], {"warm": [], "cold": []}
+    for round in range(rounds):
+        measured = {}
+        for mode in (("warm", "cold") if round % 2 == 0 else ("cold", "warm")):
+            out = work / f"{study}-{round}-{mode}"
+            options = [] if mode == "warm" else ["--executor-options", "warm=false"]
+            start = time.perf_counter()
+            subprocess.run([optbench, "study", "run", study, f"out_dir={out}", *overrides, "--max-parallel", "2",
+                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+            trained = [json.loads(p.read_text())["wall_time_s"] for p in out.glob(f"{study}/*/summary.json")]
+            measured[mode] = (wall, (2 * wall - sum(trained)) / len(trained), len(trained))
+            costs[mode].append(measured[mode][1])
+        speedups.append(measured["cold"][0] / measured["warm"][0])
+        print(f"| `{study}` ({measured['warm'][2]} runs) | {round + 1} | {measured['warm'][0]:.1f} s | "
+              f"{measured['warm'][1]:.2f} s | {measured['cold'][0]:.1f} s | {measured['cold'][1]:.2f} s | "
+              f"{speedups[-1]:.2f}× |")
+    summary.append(f"- `{study}`: warm workers **{statistics.median(speedups):.2f}×** faster (median of the rounds); "
+                   f"fixed cost per run {statistics.median(costs['warm']):.2f} s warm, "
+                   f"{statistics.median(costs['cold']):.2f} s cold.")
+print()
+print("\n".join(summary))
+PY
+}
+
+baselines_foreach() {  # the torch baselines' step time with foreach=true over torch's CPU default
+    echo "**\`foreach\` for the torch baselines on a CPU.** The training step time (\`train_step_time_s\`) of"
+    echo "AdamW and SGD with \`optimizer.foreach=true\` over torch's CPU default (one tensor at a time), 60"
+    echo "steps, 1 thread, in one process; 5 rounds, each running both, alternating which goes first; the"
+    echo "ratio per round, then the median (< 1: foreach is faster)."
+    echo
+    "$py" - "$work/foreach" <<'PY'
+import statistics, sys
+import torch
+from experiments.config import load_config
+from experiments.train import train
+torch.set_num_threads(1)
+tasks = [("vision (default size)", ["task=vision"]), ("vision tiny", ["task=vision", "size=tiny"]),
+         ("lm tiny", ["task=lm", "size=tiny"]), ("asr tiny", ["task=asr", "size=tiny"])]
+print("| optimizer | task | foreach / default, per round | median |")
+print("|---|---|---|---:|")
+for optimizer in ("adamw", "sgd"):
+    for name, overrides in tasks:
+        ratios = []
+        for round in range(5):
+            step = {}
+            for foreach in ((False, True) if round % 2 == 0 else (True, False)):
+                config = load_config([*overrides, f"optimizer.name={optimizer}", "trainer.max_steps=60",
+                                      "trainer.val_every_n_steps=1000", f"out_dir={sys.argv[1]}",
+                                      *(["optimizer.foreach=true"] if foreach else [])])
+                step[foreach] = train(config, force=True)["train_step_time_s"]
+            ratios.append(step[True] / step[False])
+        print(f"| {optimizer} | {name} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** |")
+PY
 }
 
 section_bs_scaling_vision() {
@@ -229,7 +308,7 @@ section_bs_scaling_vision() {
     took=$(timed "$optbench" study run bs-scaling-vision out_dir="$work/runs" --max-parallel 2)
     echo "\`optbench study run bs-scaling-vision --max-parallel 2\`:" \
          "$(find "$work/runs/bs-scaling-vision" -name summary.json | wc -l) runs in $took."
-    echo "Steps to 60% accuracy at each cell's selected point (search seed), by batch size:"
+    echo "Steps to 60% accuracy at each cell's selected point (its search run), by batch size:"
     echo
     "$optbench" study status "$work/runs/bs-scaling-vision" --json > "$work/status.json"
     "$py" - "$work/status.json" <<'PY'
@@ -241,7 +320,39 @@ print("| optimizer | " + " | ".join(map(str, batches)) + " |\n|---" + "|---:" * 
 for name in dict.fromkeys(cell["cell"]["optimizer.name"] for cell in cells):
     print(f"| {name} | " + " | ".join(str(steps.get((name, b)) or "not reached") for b in batches) + " |")
 edge = sum(bool(cell.get("warning")) for cell in cells)
-print(f"\n{edge} of {sum('selected' in cell for cell in cells)} selected points lie on the edge of the values tried.")
+print(f"\n{edge} of {sum('selected' in cell for cell in cells)} selected points lie on the edge of the values tried,"
+      " after extending each search past an edge up to search.extend times.")
+PY
+}
+
+section_claims() {
+    local study took
+    echo "\`optbench study run NAME --max-parallel 2\`, one after the other, then \`optbench claims\` on both:"
+    echo
+    echo "| study | runs | wall time |"
+    echo "|---|---:|---:|"
+    for study in claims-lr claims-scaling; do
+        took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
+        echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
+    done
+    "$optbench" claims "$work/runs/claims-lr" "$work/runs/claims-scaling" --out "$work/claims" --no-cache > /dev/null
+    echo
+    echo "The verdicts (tiny vision models: what these runs support, not what the papers found at scale):"
+    echo
+    cat "$work/claims/claims.md"
+    write_block README.md claims "$work/claims/claims.md"
+}
+
+write_block() {  # PAGE NAME BODY_FILE: replace the text between PAGE's <!-- measure:begin NAME --> markers
+    "$py" - "$1" "$2" "$(cat "$work/stamp")" "$3" <<'PY'
+import pathlib, re, sys
+page, name, stamp, body = sys.argv[1:]
+begin, end = f"<!-- measure:begin {name} -->", f"<!-- measure:end {name} -->"
+text = pathlib.Path(page).read_text()
+pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+assert pattern.search(text), f"{page} has no {begin} block"
+block = f"{begin}\n{stamp}\n\n{pathlib.Path(body).read_text().strip()}\n{end}"
+pathlib.Path(page).write_text(pattern.sub(lambda _: block, text))
 PY
 }
 

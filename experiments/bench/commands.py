@@ -45,8 +45,7 @@ def bench_optimizers(*, small: bool = False, steps: int = 10, warmup: int = 3, r
     console.print(bench_table(rows, title=f"optimizer step on {size}; median of {rounds}x{steps} steps, {where}"))
     missing = missing_peers()
     if missing and peers:
-        console.out(f"peer rows left out: {', '.join(missing)} not installed (pip install 'optbench[bench]')",
-                    highlight=False)
+        console.out(f"peer rows left out, not installed: {', '.join(missing)}", highlight=False)
     if markdown:
         console.out(bench_markdown(rows), highlight=False)
     return rows

@@ -22,8 +22,10 @@ from torch import nn
 from torch.optim import Optimizer
 
 from experiments.optimizer_state import optimizer_state_bytes
-from optimizers import build_optimizer, optimizer_names
+from optimizers import REGISTRY, build_optimizer, optimizer_names
+from optimizers.behaviour import set_mode
 from optimizers.did_you_mean import did_you_mean
+from optimizers.registry import is_installed
 
 __all__ = [
     "BenchRow", "resnet50_shapes", "bench_rows", "bandwidth_floor_rows", "time_optimizer_steps", "missing_peers", "PEERS",
@@ -64,7 +66,8 @@ class BenchRow:
     build: Optional[Callable[[list[nn.Parameter]], Optimizer]]  # None: a bandwidth-floor row
     ms: list[float]
     state_bytes: Optional[int] = 0  # None: not an optimizer
-    first_step_s: Optional[float] = None  # fused rows: includes building/compiling the kernel
+    first_step_s: Optional[float] = None  # where compiled: includes building/compiling the kernel
+    compiles: bool = False  # its first step builds or compiles a kernel: first_step_s is measured
 
     @property
     def median_ms(self) -> float:
@@ -76,26 +79,36 @@ PEERS = (("torch_optimizer", "torch-optimizer"), ("pytorch_optimizer", "pytorch-
 
 
 def missing_peers() -> list[str]:
-    """The peer packages that are not installed: their rows are left out of the benchmark."""
-    return [label for module_name, label in PEERS if importlib.util.find_spec(module_name) is None]
+    """What is not installed, as ``package (optbench[extra])``: the bench extra's peer packages
+    and the registry's peers (``lamb``, ``schedule_free_adamw``...). Their rows are left out."""
+    missing = [f"{label} (optbench[bench])" for module_name, label in PEERS
+               if importlib.util.find_spec(module_name) is None]
+    for entry in REGISTRY.values():
+        if entry.extra is not None and not is_installed(entry.name):
+            missing.append(f"{entry.name} (optbench[{entry.extra}])")
+    return missing
 
 
-def _peer_rows(device: str) -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]]:
+def _peer_rows(device: str) -> list[tuple[str, Callable[[list[nn.Parameter]], Optimizer], bool]]:
     """NovoGrad and LARS of torch-optimizer and pytorch-optimizer (``bench`` extra), timm's
-    NvNovoGrad, and on CUDA apex's FusedNovoGrad and FusedLAMB: those that import here."""
+    NvNovoGrad, and on CUDA apex's FusedNovoGrad and FusedLAMB: those that import here. Each with
+    whether its first step compiles on CUDA (timm's and apex's: kernels built on first use)."""
     rows = []
     for module_name, label in PEERS:
         module = _optional_module(module_name)
         if module is not None:
-            rows.append((f"{label} NovoGrad", lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
-            rows.append((f"{label} LARS", lambda p, m=module: m.LARS(p, lr=1e-3, weight_decay=1e-4)))
+            rows.append((f"{label} NovoGrad",
+                         lambda p, m=module: m.NovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3), False))
+            rows.append((f"{label} LARS", lambda p, m=module: m.LARS(p, lr=1e-3, weight_decay=1e-4), False))
     timm_optim = _optional_module("timm.optim")
     if timm_optim is not None:
-        rows.append(("timm NvNovoGrad", lambda p: timm_optim.NvNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
+        rows.append(("timm NvNovoGrad",
+                     lambda p: timm_optim.NvNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3), True))
     apex_optimizers = _optional_module("apex.optimizers") if device == "cuda" else None
     if apex_optimizers is not None:
-        rows.append(("apex FusedNovoGrad", lambda p: apex_optimizers.FusedNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3)))
-        rows.append(("apex FusedLAMB", lambda p: apex_optimizers.FusedLAMB(p, lr=1e-3)))
+        rows.append(("apex FusedNovoGrad",
+                     lambda p: apex_optimizers.FusedNovoGrad(p, lr=1e-3, betas=(0.95, 0.98), weight_decay=1e-3), True))
+        rows.append(("apex FusedLAMB", lambda p: apex_optimizers.FusedLAMB(p, lr=1e-3), True))
     return rows
 
 
@@ -112,28 +125,31 @@ def bench_rows(include_peers: bool = True, device: str = "cpu") -> list[BenchRow
     def registry(name: str, **options) -> Callable[[list[nn.Parameter]], Optimizer]:
         return lambda params: build_optimizer(name, params, lr=1e-3, exclude_bias_and_norm=False, **options)
 
-    builders: list[tuple[str, Callable[[list[nn.Parameter]], Optimizer]]] = []
+    rows: list[BenchRow] = []
     for impl in ("foreach", "fused"):
-        builders += [
-            (f"torch SGD ({impl})", lambda p, i=impl: torch.optim.SGD(p, lr=1e-3, momentum=0.9, **{i: True})),
-            (f"torch Adam ({impl})", lambda p, i=impl: torch.optim.Adam(p, lr=1e-3, **{i: True})),
-            (f"torch AdamW ({impl})", lambda p, i=impl: torch.optim.AdamW(p, lr=1e-3, **{i: True})),
+        rows += [
+            BenchRow(f"torch SGD ({impl})", lambda p, i=impl: torch.optim.SGD(p, lr=1e-3, momentum=0.9, **{i: True}), []),
+            BenchRow(f"torch Adam ({impl})", lambda p, i=impl: torch.optim.Adam(p, lr=1e-3, **{i: True}), []),
+            BenchRow(f"torch AdamW ({impl})", lambda p, i=impl: torch.optim.AdamW(p, lr=1e-3, **{i: True}), []),
         ]
-    builders += [(name, registry(name)) for name in optimizer_names()]
-    builders += [
-        ("novograd (fused)", registry("novograd", fused=True)),
-        ("larc_novograd (fused)", registry("larc_novograd", fused=True)),
+    # On CUDA a registry row may run optbench's Triton kernels (compiled on its first step).
+    rows += [BenchRow(name, registry(name), [], compiles=device == "cuda")
+             for name in optimizer_names(installed=True)]
+    rows += [
+        BenchRow("novograd (fused)", registry("novograd", fused=True), [], compiles=True),
+        BenchRow("larc_novograd (fused)", registry("larc_novograd", fused=True), [], compiles=True),
     ]
     if device == "cuda":
-        builders += [
-            ("novograd (foreach)", registry("novograd", foreach=True)),
-            ("larc_novograd (foreach)", registry("larc_novograd", foreach=True)),
-            ("lars (foreach)", registry("lars", fused=False)),
-            ("larc_sgd (foreach)", registry("larc_sgd", foreach=True)),
+        rows += [
+            BenchRow("novograd (foreach)", registry("novograd", foreach=True), []),
+            BenchRow("larc_novograd (foreach)", registry("larc_novograd", foreach=True), []),
+            BenchRow("lars (foreach)", registry("lars", fused=False), []),
+            BenchRow("larc_sgd (foreach)", registry("larc_sgd", foreach=True), []),
         ]
     if include_peers:
-        builders += _peer_rows(device)
-    return [BenchRow(name, build, []) for name, build in builders]
+        rows += [BenchRow(name, build, [], compiles=device == "cuda" and compiles)
+                 for name, build, compiles in _peer_rows(device)]
+    return rows
 
 
 def bandwidth_floor_rows(values: int, device: str, repeats: int = 10) -> list[BenchRow]:
@@ -172,6 +188,7 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
     for p, g in zip(params, grads):
         p.grad = g.clone()
     optimizer = row.build(params)
+    set_mode(optimizer, training=True)  # Schedule-Free steps in training mode only
 
     def one_step() -> float:
         for p, g in zip(params, grads):  # LARC may rewrite p.grad: restore it, untimed
@@ -179,7 +196,7 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
         return _timed_ms(optimizer.step, device)
 
     first = one_step()
-    if row.first_step_s is None and "torch" not in row.name and ("fused" in row.name or device == "cuda"):
+    if row.first_step_s is None and row.compiles:
         row.first_step_s = first / 1e3
     for _ in range(warmup - 1):
         one_step()

@@ -3,13 +3,13 @@
 At step 1 and every ``layer_stats_every_n_steps`` steps, one row per parameter tensor goes to
 ``layers.jsonl`` (and to wandb, through ``MetricRows.write_layers``): ``grad_norm``,
 ``weight_norm``, ``update_norm`` (the norm of the step's change of the weights), ``update_ratio``
-= update_norm / weight_norm (None for a zero weight) and, for LARC and LARS, ``trust_ratio``: the
-layer-wise factor the optimizer applies. Norms are float32 and computed on global rank 0 only.
+= update_norm / weight_norm (None for a zero weight) and, for an optimizer that reports them
+(``trust_ratios(params)``: LARC, LARS, or any that offers the method), ``trust_ratio``: the
+layer-wise factor it applies. Norms are float32 and computed on global rank 0 only.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import pytorch_lightning as pl
@@ -19,35 +19,9 @@ from torch import Tensor
 from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.steps import ended_optimizer_step
-from optimizers import LARC, LARS
-from optimizers.larc import larc_grad_scales
-from optimizers.lars import lars_trust_ratios
+from optimizers.behaviour import trust_ratios
 
 __all__ = ["LayerStatistics"]
-
-
-def _trust_ratios(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> list[float]:
-    """The layer-wise factor LARC (s) or LARS (λ) applies to each of ``params`` this step."""
-    wanted = {p: i for i, p in enumerate(params)}
-    ratios: list[float] = [math.nan] * len(params)
-    for group in optimizer.param_groups:
-        group_params = [p for p in group["params"] if p in wanted]
-        if not group_params:
-            continue
-        grads = [p.grad for p in group_params]
-        if isinstance(optimizer, LARC):
-            _, scales = larc_grad_scales(
-                group_params, grads, lr=group["lr"], eta=group["larc_eta"], mode=group["larc_mode"],
-                eps=group["larc_eps"], min_update=group["larc_min_update"], adapt=group["layer_adaptation"],
-            )
-        elif group["layer_adaptation"]:
-            scales = list(lars_trust_ratios(group_params, grads, eta=group["eta"], weight_decay=group["weight_decay"],
-                                            eps=group["eps"]).unbind(0))
-        else:
-            scales = [torch.ones(())] * len(group_params)
-        for p, s in zip(group_params, scales):
-            ratios[wanted[p]] = float(s)
-    return ratios
 
 
 class LayerStatistics(pl.Callback):
@@ -78,7 +52,7 @@ class LayerStatistics(pl.Callback):
         params = [p for _, p in named]
         grad_norms = torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32)
         weight_norms = torch._foreach_norm(params, 2, dtype=torch.float32)
-        trust = _trust_ratios(optimizer, params) if isinstance(optimizer, (LARC, LARS)) else None
+        trust = trust_ratios(optimizer, params)
         self.memory.pause()
         self._weights_before = [p.detach().clone() for p in params]
         self._rows = [

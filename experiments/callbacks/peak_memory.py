@@ -81,16 +81,22 @@ class TrainingPeakMemory(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._earlier = state_dict["peak"]
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.meter = PeakMemory(pl_module.device)
-        self.meter.reset()
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # From this attempt's first step: an attempt that resumes at the run's end takes none and
+        # adds no peak (what its process holds is not the run's training).
+        if self.meter is None:
+            self.meter = PeakMemory(pl_module.device)
+            self.meter.reset()
 
     def pause(self) -> None:
-        """Leave what comes until ``resume`` out of the peak (training has started)."""
-        self.meter.pause()
+        """Leave what comes until ``resume`` out of the peak (no-op before this attempt's first step)."""
+        if self.meter is not None:
+            self.meter.pause()
 
     def resume(self) -> None:
-        self.meter.resume()
+        if self.meter is not None:
+            self.meter.resume()
 
     def peak(self) -> Optional[int]:
         """Peak bytes; None before training started in any attempt."""

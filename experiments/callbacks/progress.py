@@ -70,11 +70,13 @@ class Progress(pl.Callback):
 
     The loss is the reporting step's (reading it waits for the device, so only when reporting);
     samples/s and ETA are measured over this process's steps, so a resumed run's ETA is right.
+    ``metric`` is the validation metric's logged name (``val/acc``).
     """
 
-    def __init__(self, *, effective_batch_size: int, every_s: float = 5.0, bar: Optional[bool] = None,
+    def __init__(self, *, effective_batch_size: int, metric: str, every_s: float = 5.0, bar: Optional[bool] = None,
                  console: Optional[Console] = None) -> None:
         self.effective_batch_size = effective_batch_size
+        self.metric = metric
         self.every_s = every_s
         self.console = console or Console(stderr=True)
         self.bar = self.console.is_terminal if bar is None else bar
@@ -118,10 +120,9 @@ class Progress(pl.Callback):
             self._last_report = now
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        name = f"val/{getattr(pl_module, 'metric', '')}"
-        value = trainer.callback_metrics.get(name)
+        value = trainer.callback_metrics.get(self.metric)
         if trainer.is_global_zero and not trainer.sanity_checking and value is not None:
-            self._validation = (name, float(value), trainer.global_step)
+            self._validation = (self.metric, float(value), trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and self._rich is None:

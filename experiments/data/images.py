@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["ImageSplit", "builtin_digits", "cifar10", "image_folder", "augment"]
+from experiments.data.cache import cache_dir, save_atomic
+
+__all__ = ["ImageSplit", "sklearn_digits", "builtin_digits", "cifar10", "image_folder", "augment"]
 
 ImageSplit = tuple[Tensor, Tensor]
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -27,17 +29,32 @@ def _normalise(train: Tensor, val: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (val - mean) / std
 
 
+def sklearn_digits() -> tuple[Tensor, Tensor]:
+    """scikit-learn's 1,797 8×8 digits as (images uint8 N×8×8 with values 0–16, labels int64),
+    cached in ``$OPTBENCH_CACHE/digits.pt`` on first use: importing scikit-learn (and the
+    pandas it loads) takes longer than a tiny run trains. scikit-learn ships the same digits in
+    every release, so the cache needs no key."""
+    path = cache_dir() / "digits.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)
+        return cached["images"], cached["labels"]
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.uint8)  # whole numbers 0..16: exact
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    save_atomic({"images": images, "labels": labels}, path)
+    return images, labels
+
+
 def builtin_digits(tiny: bool, seed: int = 0) -> tuple[ImageSplit, ImageSplit]:
     """scikit-learn's 1,797 8×8 handwritten digits, upsampled to 16×16; 20% held out.
 
     ``tiny`` keeps 400 training images (a seconds-long smoke test).
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    raw, labels = sklearn_digits()
+    images = raw.to(torch.float32).unsqueeze(1) / 16.0
     images = F.interpolate(images, size=(16, 16), mode="bilinear", align_corners=False)
-    labels = torch.tensor(digits.target, dtype=torch.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     n_val = len(labels) // 5
     val_index, train_index = order[:n_val], order[n_val:]

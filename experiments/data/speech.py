@@ -21,7 +21,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import random
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -31,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from experiments.data.cache import cache_dir, save_atomic
 from experiments.data.versions import CORPUS_VERSION
 
 __all__ = [
@@ -100,10 +100,6 @@ def resample(wave: Tensor, orig: int, new: int) -> Tensor:
     return F.interpolate(wave[None, None].float(), size=length, mode="linear", align_corners=False)[0, 0]
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("OPTBENCH_CACHE", Path.home() / ".cache" / "optbench"))
-
-
 @functools.cache
 def _vocabulary(size: int = 500) -> list[str]:
     """The ``size`` most frequent words (letters only, 2–10 long) of Python's documentation."""
@@ -147,16 +143,13 @@ def builtin_corpus(tiny: bool) -> tuple[Utterances, Utterances]:
     """(train, val) of the built-in corpus, synthesised on first use and cached."""
     kind, n_train, n_val = ("digits", 300, 60) if tiny else ("sentences", 2400, 200)
     key = hashlib.sha256(json.dumps([CORPUS_VERSION, kind, n_train, n_val, VOICES, N_MELS]).encode()).hexdigest()[:12]
-    path = _cache_dir() / f"asr-{kind}-{key}.pt"
+    path = cache_dir() / f"asr-{kind}-{key}.pt"
     if path.is_file():
         cached = torch.load(path, weights_only=True)
         return list(zip(cached["train_x"], cached["train_y"])), list(zip(cached["val_x"], cached["val_y"]))
     train, val = _synthesise(kind, n_train, seed=1, split="train"), _synthesise(kind, n_val, seed=2, split="validation")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"train_x": [x for x, _ in train], "train_y": [y for _, y in train],
-                "val_x": [x for x, _ in val], "val_y": [y for _, y in val]}, tmp)
-    os.replace(tmp, path)
+    save_atomic({"train_x": [x for x, _ in train], "train_y": [y for _, y in train],
+                 "val_x": [x for x, _ in val], "val_y": [y for _, y in val]}, path)
     return train, val
 
 
@@ -223,14 +216,12 @@ def _cached_manifest(path: Path, limit_seconds: Optional[float]) -> FeatureCorpu
     digest = hashlib.sha256(path.read_bytes())
     digest.update(json.dumps([str(path.resolve()), path.stat().st_mtime_ns, limit_seconds, SAMPLE_RATE, N_MELS,
                               FEATURES_VERSION]).encode())
-    cache = _cache_dir() / f"asr-manifest-{digest.hexdigest()[:16]}.pt"
+    cache = cache_dir() / f"asr-manifest-{digest.hexdigest()[:16]}.pt"
     cache.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{cache}.lock"):
         if not cache.is_file():
             corpus = FeatureCorpus.of(_read_manifest(path, limit_seconds))
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"frames": corpus.frames, "offsets": corpus.offsets, "texts": corpus.texts}, tmp)
-            os.replace(tmp, cache)
+            save_atomic({"frames": corpus.frames, "offsets": corpus.offsets, "texts": corpus.texts}, cache)
     stored = torch.load(cache, mmap=True, weights_only=True)
     return FeatureCorpus(stored["frames"], stored["offsets"], stored["texts"])
 

@@ -16,9 +16,9 @@ from rich.table import Table
 
 from experiments.store import EXIT_FAILED, EXIT_RESULT, EXIT_SIGINT, EXIT_SIGTERM
 from experiments.studies.executors import build_executor
-from experiments.studies.plan import StudyPlan, plan_study
+from experiments.studies.plan import EXTEND, StudyPlan, plan_study
 from experiments.studies.protocol import SELECTED
-from experiments.studies.runner import TO_RUN, StudyLog, cell_selection, run_state, run_study
+from experiments.studies.runner import TO_RUN, StudyLog, cell_selection, edge_line, run_state, run_study
 from experiments.studies.spec import StudyError, builtin_names, builtin_path, load_spec
 from experiments.studies import status as study_dir
 
@@ -82,20 +82,25 @@ def _plan_line(plan: StudyPlan) -> str:
     phase = "search" if plan.spec.search else "grid"
     line = (f"study {plan.spec.name}: {len(plan.cells)} cells, {len(runs)} {phase} runs "
             f"({finished} finished, {to_run} to run)")
+    if plan.spec.search and plan.spec.search.extend:
+        line += f", extended past an edge up to {plan.spec.search.extend} times per cell"
     if plan.spec.seeds:
-        line += f", then up to {len(plan.spec.seeds)} seed runs per cell at its selected point"
+        seeds = len(plan.spec.seeds) + plan.spec.measure_noise_scale
+        line += f", then up to {seeds} seed runs per cell at its selected point"
     return f"{line} -> {plan.study_dir}"
 
 
 def _plan_table(plan: StudyPlan) -> Table:
-    """Every planned run with its state now; seed runs of the cells whose search is final."""
+    """Every planned run with its state now; the extension and seed runs of the cells whose
+    search has come that far."""
     runs = list(plan.search_runs())
     waiting = 0
-    for cell in plan.cells if plan.spec.seeds else ():
+    for cell in plan.cells if plan.spec.search else ():
         selection = cell_selection(plan, cell)
+        runs += [run for run in selection.trials() if run.phase == EXTEND]
         if selection.state == SELECTED:
-            runs += plan.seed_runs(cell, cell.trials[selection.chosen])
-        else:
+            runs += [*plan.seed_runs(cell, selection.chosen_runs[0]), *plan.noise_runs(cell, selection.chosen_runs[0])]
+        elif plan.spec.seeds:
             waiting += 1
     swept = list(dict.fromkeys(key for run in runs for key in run.swept))
     title = f"{len(runs)} planned runs" + (f"; seed runs of {waiting} cells follow their search" if waiting else "")
@@ -124,14 +129,19 @@ def study_status(directory: str | Path, *, as_json: bool = False,
     console.print(study_dir.status_table(status))
     for cell in status["cells"]:
         label = " ".join(f"{k}={v}" for k, v in cell["cell"].items())
+        extended = f", search extended {cell['extensions']}x" if cell["extensions"] else ""
         if cell["state"] == SELECTED:
             point = " ".join(f"{k}={v}" for k, v in cell["point"].items())
             console.print(f"cell {label}: selected {cell['selected']} ({point}), "
-                          f"steps_to_target={cell['steps_to_target']}", highlight=False)
+                          f"steps_to_target={cell['steps_to_target']}{extended}", highlight=False)
             if cell["warning"]:
                 console.print(f"  warning: {cell['warning']}", style="yellow", highlight=False)
         else:
-            console.print(f"cell {label}: {cell['state']}", highlight=False)
+            console.print(f"cell {label}: {cell['state']}{extended}", highlight=False)
+    selected = [cell for cell in status["cells"] if cell["state"] == SELECTED]
+    if selected:
+        console.print(edge_line(len(selected), sum(1 for cell in selected if cell["edges"]), status["extend"]),
+                      highlight=False)
     return status
 
 

@@ -7,6 +7,13 @@ run dies with the executor's process (``PR_SET_PDEATHSIG``): a study killed with
 leaves no orphans training on, and its runs resume from their checkpoints when it is run again.
 An interrupted study (Ctrl-C, SIGTERM) passes the signal on to its runs and waits for them to
 record themselves as interrupted.
+
+With ``warm`` (the default, on systems with ``fork``), the commands that run a Python module
+with this interpreter (``python -m experiments.cli train ...``: every study run) start as
+children of one warm worker (``experiments.studies.warm_worker``), which has imported torch,
+Lightning and optbench once, instead of as new interpreters that import them again; everything
+above holds for them as well. Other commands, and every command without ``warm``, start as new
+processes. A run's result is the same either way.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
+
+from experiments.studies.warm_worker import WarmRun, WarmWorker, warm_module
 
 __all__ = ["LocalExecutor", "available_cores", "die_with_parent"]
 
@@ -44,19 +54,29 @@ def die_with_parent(signum: int) -> Callable[[], None]:
     return set_death_signal
 
 
+Process = Union[subprocess.Popen, WarmRun]
+
+
 class LocalExecutor:
-    """Runs commands as subprocesses of this process, ``max_parallel`` at a time.
+    """Runs commands as processes of this machine, ``max_parallel`` at a time.
 
     Each command's stdout and stderr go to ``<log_dir>/<label>.log`` (label: the one given to
-    ``run``, else the command's position).
+    ``run``, else the command's position). With ``warm``, module commands start in a warm
+    worker, kept from one ``run`` to the next until ``close`` (or until the executor is
+    collected); a worker that dies is replaced, and one that cannot start a run leaves the
+    remaining commands to new processes.
     """
 
-    def __init__(self, log_dir: Path | str, max_parallel: int = 1, threads: Optional[int] = None) -> None:
+    def __init__(self, log_dir: Path | str, max_parallel: int = 1, threads: Optional[int] = None,
+                 warm: bool = True) -> None:
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
         self.log_dir = Path(log_dir)
         self.max_parallel = max_parallel
         self.threads = threads or max(1, available_cores() // max_parallel)
+        self.warm = warm and hasattr(os, "fork")
+        self._worker: Optional[WarmWorker] = None
+        self._closer: Optional[weakref.finalize] = None
 
     def run(self, commands: Sequence[Sequence[str]], on_done: Callable[[int, int], None],
             labels: Optional[Sequence[str]] = None) -> list[int]:
@@ -66,7 +86,7 @@ class LocalExecutor:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
         codes: list[Optional[int]] = [None] * len(commands)
         queue = list(range(len(commands)))
-        running: dict[int, subprocess.Popen] = {}
+        running: dict[int, Process] = {}
         try:
             while queue or running:
                 while queue and len(running) < self.max_parallel:
@@ -81,15 +101,36 @@ class LocalExecutor:
                 time.sleep(0.1)
         except BaseException as error:  # Ctrl-C, or SystemExit from a SIGTERM handler: stop the runs
             _stop(running.values(), signal.SIGINT if isinstance(error, KeyboardInterrupt) else signal.SIGTERM)
+            self.close()
             raise
         return [int(code) for code in codes]
 
-    @staticmethod
-    def _start(command: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    def close(self) -> None:
+        """End the warm worker, if one is running (the next ``run`` starts another)."""
+        if self._closer is not None:
+            self._closer()
+        self._worker = self._closer = None
+
+    def _start(self, command: Sequence[str], env: dict[str, str], log: Path) -> Process:
+        module = warm_module(command) if self.warm else None
+        if module is not None:
+            if self._worker is None or not self._worker.alive:
+                self.close()
+                self._worker = WarmWorker(env, preexec_fn=_death_signal())
+                self._closer = weakref.finalize(self, self._worker.close)
+            try:
+                return self._worker.start(*module, log)
+            except RuntimeError:  # the worker died before it could start the run: no warm workers now
+                self.close()
+                self.warm = False
         with open(log, "ab") as handle:
             return subprocess.Popen(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                    stdin=subprocess.DEVNULL,
-                                    preexec_fn=die_with_parent(signal.SIGKILL) if sys.platform.startswith("linux") else None)
+                                    stdin=subprocess.DEVNULL, preexec_fn=_death_signal())
+
+
+def _death_signal() -> Optional[Callable[[], None]]:
+    """The ``preexec_fn`` that makes a child die with this process, where the OS has one."""
+    return die_with_parent(signal.SIGKILL) if sys.platform.startswith("linux") else None
 
 
 def _stop(processes, signum: int) -> None:

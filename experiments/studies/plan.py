@@ -7,23 +7,34 @@ other way round. Layers, later ones winning: ``base``, ``tasks.<task>.base``,
 point; then, with ``max_micro_batch``, a larger ``data.batch_size`` B becomes micro-batches of
 ``max_micro_batch`` with ``trainer.accumulate_grad_batches`` multiplied by B / max_micro_batch
 (the same effective batch per optimizer step; such a run's id is that of the accumulated config).
+A run measuring the gradient noise scale, which needs two micro-batches a step, is split in two
+the same way where its batch is one micro-batch (``StudyPlan.noise_runs``).
+
+The search phase is planned here; the runs that depend on results (a search's extension beyond
+an edge, the seeds of a selected point) are planned by ``StudyPlan``'s methods from the
+selection, so that they too are the same on every invocation.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig
 
 from experiments.config import ConfigError, load_config, run_id
-from experiments.studies.space import Dimension, search_points
+from experiments.studies.space import Dimension, extension_values, search_points
 from experiments.studies.spec import StudyError, StudySpec, grid_items, override
 
-__all__ = ["PlannedRun", "Cell", "StudyPlan", "plan_study"]
+__all__ = ["PlannedRun", "Cell", "StudyPlan", "plan_study", "PHASES", "SEARCH", "EXTEND", "SEEDS", "NOISE", "GRID"]
+
+# PlannedRun.phase: a search trial, a trial of a search's extension beyond an edge, a confirmation
+# run of a selected point, its noise-scale run, or the one run of a cell of a study without a search
+SEARCH, EXTEND, SEEDS, NOISE, GRID = "search", "extend", "seeds", "noise", "grid"
+PHASES = (SEARCH, EXTEND, SEEDS, NOISE, GRID)
 
 
 @dataclass(frozen=True)
@@ -36,14 +47,17 @@ class PlannedRun:
     root: Path
     cell: tuple[tuple[str, Any], ...]  # the grid values of its cell
     point: tuple[tuple[str, Any], ...]  # the searched values (empty without a search)
-    phase: str  # search | seeds | grid (a study without a search: one run per cell)
+    phase: str  # one of PHASES
+    seed: Optional[int] = None  # the seed the study gave it (search.seeds, seeds), else the config's
 
     @property
     def swept(self) -> dict[str, Any]:
-        """The values this run was given by the study: grid, search point and, for seeds, the seed."""
+        """The values this run was given by the study: grid, search point and the seed it set."""
         values = {**dict(self.cell), **dict(self.point)}
-        if self.phase == "seeds":
-            values["seed"] = self.config.seed
+        if self.seed is not None:
+            values["seed"] = self.seed
+        if self.phase == NOISE:
+            values["trainer.grad_noise_scale"] = True
         return values
 
     def command(self) -> list[str]:
@@ -57,7 +71,8 @@ class Cell:
 
     key: tuple[tuple[str, Any], ...]
     space: tuple[Dimension, ...]
-    trials: tuple[PlannedRun, ...]
+    trials: tuple[PlannedRun, ...]  # each point's runs (one per search seed), point by point
+    prefix: tuple[str, ...] = ()  # the runs' overrides before their point: layers, command line, grid
 
     @property
     def label(self) -> str:
@@ -75,15 +90,49 @@ class StudyPlan:
         """Every trial of every cell, in order, each run once (two cells may share a run)."""
         return _unique(run for cell in self.cells for run in cell.trials)
 
+    def point_runs(self, cell: Cell, point: dict[str, Any], phase: str = SEARCH) -> list[PlannedRun]:
+        """The runs that try ``point`` in ``cell``: one per ``search.seeds``, else one."""
+        return _point_runs(self.spec, cell, point, phase)
+
+    def extension_runs(self, cell: Cell, tried: Sequence[dict[str, Any]], chosen: dict[str, Any],
+                       edges: Sequence[str]) -> list[PlannedRun]:
+        """The runs of one extension of ``cell``'s search beyond the edges its selection
+        ``chosen`` sits on (``tried``: every point tried so far): per edge key, the values of
+        ``space.extension_values`` with the other keys at the chosen point's values."""
+        dims = {dim.key: dim for dim in cell.space}
+        runs = []
+        for key in edges:
+            values = [point[key] for point in tried]
+            for value in extension_values(dims[key], values, chosen[key], self.spacings(dims[key])):
+                runs += _point_runs(self.spec, cell, {**chosen, key: value}, EXTEND)
+        return _unique(runs)
+
+    def spacings(self, dim: Dimension) -> int:
+        """The search's points along ``dim`` less one: how many spacings its range is cut into."""
+        search = self.spec.search
+        return (dim.points if search.method == "grid" else search.trials) - 1
+
     def seed_runs(self, cell: Cell, chosen: PlannedRun) -> list[PlannedRun]:
-        """The selected trial with each of the spec's seeds (a seed equal to the trial's is the
-        trial itself and is left out)."""
+        """The selected point (``chosen``: one of its runs) with each of the spec's seeds (a
+        seed equal to the chosen run's is that run itself and is left out)."""
         runs = []
         for seed in self.spec.seeds:
-            run = _planned(self.spec, [*chosen.overrides, f"seed={seed}"], chosen.cell, chosen.point, "seeds")
+            run = _planned(self.spec, [*chosen.overrides, f"seed={seed}"], chosen.cell, chosen.point, SEEDS, seed)
             if run.run_id != chosen.run_id:
                 runs.append(run)
         return _unique(runs)
+
+    def noise_runs(self, cell: Cell, chosen: PlannedRun) -> list[PlannedRun]:
+        """With ``measure_noise_scale``: the selected point once more, measuring the gradient
+        noise scale (``trainer.grad_noise_scale=true``), which needs two micro-batches a step:
+        a point whose batch is one micro-batch runs as two halves with accumulation (the same
+        effective batch). Not a scoring run: BatchNorm sees the half batches."""
+        if not self.spec.measure_noise_scale:
+            return []
+        dotlist = list(chosen.overrides)
+        if chosen.config.trainer.accumulate_grad_batches < 2:
+            dotlist = _micro_batches(dotlist, chosen.config, 2, f"study spec {self.spec.source}: {cell.label}")
+        return [_planned(self.spec, [*dotlist, "trainer.grad_noise_scale=true"], chosen.cell, chosen.point, NOISE)]
 
 
 def _unique(runs) -> list[PlannedRun]:
@@ -122,14 +171,24 @@ def plan_study(spec: StudySpec, overrides: Sequence[str] = ()) -> StudyPlan:
                 layers += [override(k, v) for k, v in extra.base.items()]
         space = _space(spec, per_task, per_optimizer)
         search = spec.search
-        points = search_points(space, search.method, search.trials, search.seed) if search else [{}]
-        phase = "search" if search else "grid"
-        trials = [_planned(spec, [*layers, *cli, *grid, *(override(k, v) for k, v in point.items())],
-                           key, tuple(point.items()), phase)
-                  for point in points]
-        cells.append(Cell(key=key, space=space, trials=tuple(_unique(trials))))
+        cell = Cell(key=key, space=space, trials=(), prefix=(*layers, *cli, *grid))
+        if search is None:
+            cells.append(replace(cell, trials=(_planned(spec, list(cell.prefix), key, (), GRID),)))
+            continue
+        points = search_points(space, search.method, search.trials, search.seed)
+        cells.append(replace(cell, trials=tuple(_unique(run for point in points
+                                                        for run in _point_runs(spec, cell, point, SEARCH)))))
     return StudyPlan(spec=spec, overrides=tuple(overrides), study_dir=Path(study_config.out_dir) / spec.name,
                      cells=tuple(cells))
+
+
+def _point_runs(spec: StudySpec, cell: Cell, point: dict[str, Any], phase: str) -> list[PlannedRun]:
+    dotlist = [*cell.prefix, *(override(k, v) for k, v in point.items())]
+    seeds = spec.search.seeds if spec.search else ()
+    if not seeds:
+        return [_planned(spec, dotlist, cell.key, tuple(point.items()), phase)]
+    return _unique(_planned(spec, [*dotlist, f"seed={seed}"], cell.key, tuple(point.items()), phase, seed)
+                   for seed in seeds)
 
 
 def _all_dimensions(spec: StudySpec) -> list[Dimension]:
@@ -168,20 +227,29 @@ def _load(dotlist: Sequence[str], where: str) -> DictConfig:
         raise StudyError(f"{where}: {error}") from None
 
 
-def _planned(spec: StudySpec, dotlist: list[str], cell: tuple, point: tuple, phase: str) -> PlannedRun:
+def _planned(spec: StudySpec, dotlist: list[str], cell: tuple, point: tuple, phase: str,
+             seed: Optional[int] = None) -> PlannedRun:
     dotlist = [*dotlist, f"study={spec.name}"]
     label = " ".join(override(k, v) for k, v in (*cell, *point)) or "base"
     where = f"study spec {spec.source}: run {label}"
     config = _load(dotlist, where)
     micro = spec.max_micro_batch
     if micro is not None and config.data.batch_size > micro:
-        batch = config.data.batch_size
-        if batch % micro:
-            raise StudyError(f"{where}: data.batch_size={batch} is not a multiple of max_micro_batch={micro}")
-        dotlist += [f"data.batch_size={micro}",
-                    f"trainer.accumulate_grad_batches={config.trainer.accumulate_grad_batches * batch // micro}"]
-        config = _load(dotlist, where)
+        if config.data.batch_size % micro:
+            raise StudyError(f"{where}: data.batch_size={config.data.batch_size} is not a multiple of "
+                             f"max_micro_batch={micro}")
+        config = _load(dotlist := _micro_batches(dotlist, config, config.data.batch_size // micro, where), where)
     from experiments.config import run_dir  # the store's layout, as `optbench train` places the run
 
     return PlannedRun(overrides=tuple(dotlist), config=config, run_id=run_id(config), root=run_dir(config),
-                      cell=cell, point=point, phase=phase)
+                      cell=cell, point=point, phase=phase, seed=seed)
+
+
+def _micro_batches(dotlist: list[str], config: DictConfig, parts: int, where: str) -> list[str]:
+    """``dotlist`` with its batch run as ``parts`` micro-batches (gradient accumulation
+    multiplied by ``parts``): the same effective batch per optimizer step."""
+    batch = config.data.batch_size
+    if batch % parts:
+        raise StudyError(f"{where}: data.batch_size={batch} cannot be split into {parts} equal micro-batches")
+    return [*dotlist, f"data.batch_size={batch // parts}",
+            f"trainer.accumulate_grad_batches={config.trainer.accumulate_grad_batches * parts}"]

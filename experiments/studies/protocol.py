@@ -1,39 +1,46 @@
-"""The batch-size scaling protocol of Shallue et al. (2018): which trial a cell selects.
+"""The batch-size scaling protocol of Shallue et al. (2018): which point a cell selects, and
+where its search is extended.
 
-In every cell (task, optimizer, batch size) the search's trials are independent runs. A trial
-that diverged is infeasible (a result, not a crash). With ``objective: steps_to_target`` the
-cell's steps-to-result is the smallest ``steps_to_target`` (first step whose validation metric
-reaches the target) over its completed trials; ties go to the better best validation metric,
-then to the trial earlier in the search's order. A cell none of whose trials reaches the target
-has no steps-to-result and selects nothing. With ``objective: best`` the trial with the best
-validation metric is selected (ties: the earlier trial). The selected point is then re-run with
-the spec's seeds.
+In every cell (task, optimizer, batch size) the search's points are tried, each by one run (or by
+``search.seeds`` runs). Which point is selected is ``experiments.best_point``'s definition, the
+one the analysis uses too: with ``objective: steps_to_target`` the point whose runs reach the
+target in the fewest steps on average; with ``objective: best`` the best mean validation metric;
+a point with a diverged run is infeasible. A cell none of whose points is eligible selects
+nothing. The selected point is then re-run with the spec's ``seeds``: the confirmation runs that
+score it, the selecting runs left out.
 
-A pure function of the trials' summaries (``summary.json`` as ``RunStore.summary`` returns it),
-so it is tested on summaries written by hand.
+When the selected value of a searched key is the smallest or largest value the cell tried, the
+best value may lie outside the space: the study extends the search beyond that edge
+(``space.extension_values``) and selects again, up to ``search.extend`` times.
+
+``select`` is a pure function of the trials' summaries (``summary.json`` as ``RunStore.summary``
+returns it), so it is tested on summaries written by hand.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
-from experiments.store import COMPLETED
+from experiments.best_point import RunResult, best_point
+from experiments.store import COMPLETED, DIVERGED
 from experiments.studies.space import edge_keys
 
-__all__ = ["Selection", "select"]
+__all__ = ["Selection", "select", "SELECTED", "PENDING", "NOT_REACHED", "INFEASIBLE"]
 
 # Selection.state
 SELECTED = "selected"
 PENDING = "pending"  # a trial has no final result yet (not run, running, failed and to be retried)
-NOT_REACHED = "target not reached"  # every trial finished; none (that did not diverge) reached the target
+NOT_REACHED = "target not reached"  # every trial finished; no point is eligible
 INFEASIBLE = "all diverged"  # no trial completed
+
+Summaries = Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class Selection:
     state: str
-    chosen: Optional[int] = None  # index of the selected trial
+    chosen: Optional[int] = None  # index of the selected point
     edges: tuple[str, ...] = ()  # searched keys whose selected value is the smallest or largest tried
 
     @property
@@ -44,36 +51,32 @@ class Selection:
                 "the best value may lie outside it")
 
 
-def select(points: Sequence[Mapping[str, Any]], summaries: Sequence[Optional[Mapping[str, Any]]],
-           objective: str = "steps_to_target") -> Selection:
-    """The cell's selection from its trials' search ``points`` and ``summaries``.
+def _runs(summaries: Summaries) -> list[Mapping[str, Any]]:
+    """A point's final summaries: one summary, or those of its runs (one per search seed)."""
+    return [summaries] if isinstance(summaries, Mapping) else list(summaries or ())
 
-    ``summaries[i]`` is trial i's summary once it is final (completed, diverged, or failed with
-    no retry left: left out), else None, and then the cell is still ``pending``.
+
+def _result(summary: Mapping[str, Any]) -> RunResult:
+    best = (summary.get("best") or {}).get(summary.get("metric"))
+    return RunResult(diverged=summary["status"] == DIVERGED, best=best, steps_to_target=summary.get("steps_to_target"))
+
+
+def select(points: Sequence[Mapping[str, Any]], summaries: Sequence[Summaries],
+           objective: str = "steps_to_target") -> Selection:
+    """The cell's selection from its search ``points`` and their runs' ``summaries``.
+
+    ``summaries[i]`` is point i's summary (or the list of its runs' summaries) once final
+    (completed, diverged, or failed with no retry left: left out), else None, and then the cell
+    is still ``pending``.
     """
     if any(summary is None for summary in summaries):
         return Selection(PENDING)
-    completed = [(i, s) for i, s in enumerate(summaries) if s["status"] == COMPLETED]
-    if not completed:
+    results = [[_result(s) for s in _runs(summary) if s["status"] in (COMPLETED, DIVERGED)] for summary in summaries]
+    if not any(s["status"] == COMPLETED for summary in summaries for s in _runs(summary)):
         return Selection(INFEASIBLE)
-    if objective == "steps_to_target":
-        candidates = [(s["steps_to_target"], _best_key(s), i) for i, s in completed
-                      if s.get("steps_to_target") is not None]
-    else:
-        candidates = [(_best_key(s), i) for i, s in completed if _best(s) is not None]
-    if not candidates:
+    higher = next((s.get("higher_is_better", True) for summary in summaries for s in _runs(summary)
+                   if s["status"] == COMPLETED), True)
+    chosen = best_point(results, objective, bool(higher))
+    if chosen is None:
         return Selection(NOT_REACHED)
-    chosen = min(candidates)[-1]
     return Selection(SELECTED, chosen, tuple(edge_keys(points, chosen)))
-
-
-def _best(summary: Mapping[str, Any]) -> Optional[float]:
-    return (summary.get("best") or {}).get(summary.get("metric"))
-
-
-def _best_key(summary: Mapping[str, Any]) -> float:
-    """The best metric as a quantity to minimise (missing: worst)."""
-    best = _best(summary)
-    if best is None:
-        return float("inf")
-    return -best if summary.get("higher_is_better", True) else best

@@ -23,10 +23,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["Dimension", "SpaceError", "METHODS", "parse_dimension", "search_points", "edge_keys"]
+__all__ = ["Dimension", "SpaceError", "METHODS", "EXTENSION_TRIALS", "parse_dimension", "search_points", "edge_keys",
+           "extension_values"]
 
 METHODS = ("grid", "sobol", "halton")
 _RANGES = ("log_range", "one_minus_log_range", "range")
+EXTENSION_TRIALS = 2  # values per edge key and extension: one and two search spacings beyond the edge
 
 
 class SpaceError(ValueError):
@@ -58,10 +60,30 @@ class Dimension:
         """The value at ``u`` in [0, 1] along the dimension (its scale applied)."""
         if self.kind == "values":
             return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+        low, high = self.scaled_bounds()
+        return self.from_scale(low + u * (high - low))
+
+    def scaled_bounds(self) -> tuple[float, float]:
+        """The range's bounds on its scale (one_minus_log_range's bounds are those of 1 − x)."""
         if self.kind == "range":
-            return _round(self.low + u * (self.high - self.low))
-        x = _round(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
-        return x if self.kind == "log_range" else float(f"{1 - x:.12g}")
+            return self.low, self.high
+        return math.log(self.low), math.log(self.high)
+
+    def to_scale(self, value: float) -> float:
+        """A range's value on its scale: x (range), log x (log_range), log(1 − x) (one_minus_log_range)."""
+        if self.kind == "range":
+            return value
+        return math.log(value if self.kind == "log_range" else 1 - value)
+
+    def from_scale(self, s: float) -> Optional[float]:
+        """The inverse of ``to_scale``, rounded to 4 significant digits (of 1 − x for
+        one_minus_log_range); None where 1 − x leaves (0, 1)."""
+        if self.kind == "range":
+            return _round(s)
+        x = _round(math.exp(s))
+        if self.kind == "log_range":
+            return x
+        return float(f"{1 - x:.12g}") if 0 < x < 1 else None
 
 
 def _round(x: float) -> float:
@@ -140,3 +162,20 @@ def edge_keys(points: Sequence[Mapping[str, Any]], chosen: int) -> list[str]:
         if numeric and len(tried) > 1 and value in (min(tried), max(tried)):
             edges.append(key)
     return edges
+
+
+def extension_values(dim: Dimension, tried: Sequence[float], edge: float, spacings: int) -> list[float]:
+    """``EXTENSION_TRIALS`` values of ``dim`` beyond ``edge``, the smallest or largest of the
+    values ``tried``: one and two *spacings* beyond it on the dimension's scale, a spacing being
+    the range's width on that scale over ``spacings`` (the search's points less one), so that the
+    extension has the search's scale and density. Values outside the dimension's domain, or
+    tried already, are left out; a list of values (not a range) is not extended."""
+    if dim.kind == "values":
+        return []
+    scaled = [dim.to_scale(v) for v in tried]
+    low, high = dim.scaled_bounds()
+    spacing = (high - low) / max(1, spacings)
+    here = dim.to_scale(edge)
+    direction = 1.0 if here >= max(scaled) else -1.0
+    values = [dim.from_scale(here + direction * step * spacing) for step in range(1, EXTENSION_TRIALS + 1)]
+    return [v for v in values if v is not None and v not in tried]

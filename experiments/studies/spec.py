@@ -17,7 +17,10 @@ search:                        # in every cell: trials over `space` (see space.p
   seed: 0                      # of the scrambled sequence
   objective: steps_to_target   # steps_to_target | best
   space: {optimizer.lr: {log_range: [1e-4, 1]}}
-seeds: [1, 2]                  # re-run each cell's selected point with these seeds
+  seeds: [0, 1, 2]             # run every point with these seeds, select by their mean (default: one run)
+  extend: 2                    # extend the search beyond an edge the selection sits on, at most twice
+seeds: [3, 4, 5]               # re-run each cell's selected point with these seeds: they score it
+measure_noise_scale: true      # the seeds phase adds one run per selected point measuring B_simple
 max_micro_batch: 64            # larger batches run as micro-batches with gradient accumulation
 max_attempts: 3                # a failed run is started at most this many times
 ```
@@ -38,6 +41,7 @@ from typing import Any, Mapping, Optional
 import yaml
 from omegaconf import OmegaConf
 
+from experiments.best_point import OBJECTIVES
 from experiments.dotted_keys import flatten
 from experiments.studies.space import METHODS, Dimension, SpaceError, parse_dimension
 from experiments.yaml_error import yaml_error
@@ -47,12 +51,11 @@ __all__ = [
     "builtin_path", "override", "grid_items",
 ]
 
-_TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", "seeds", "max_micro_batch",
-        "max_attempts")
-_SEARCH = ("method", "trials", "seed", "objective", "space")
+_TOP = ("name", "description", "base", "grid", "optimizers", "tasks", "search", "seeds", "measure_noise_scale",
+        "max_micro_batch", "max_attempts")
+_SEARCH = ("method", "trials", "seed", "objective", "space", "seeds", "extend")
 _OVERRIDES = ("base", "space")
-OBJECTIVES = ("steps_to_target", "best")
-ALL = "all"  # a grid value list standing for every registered name (optimizer.name, task)
+ALL = "all"  # a grid value list standing for every registered name installed here (optimizer.name, task)
 
 
 class StudyError(ValueError):
@@ -76,6 +79,8 @@ class Search:
     seed: int = 0
     objective: str = "steps_to_target"
     space: tuple[Dimension, ...] = ()
+    seeds: tuple[int, ...] = ()  # each point runs once per seed (empty: once, with the config's seed)
+    extend: int = 0  # how many times a selection on an edge of the space extends the search beyond it
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class StudySpec:
     tasks: dict[str, Overrides] = field(default_factory=dict)
     search: Optional[Search] = None
     seeds: tuple[int, ...] = ()
+    measure_noise_scale: bool = False
     max_micro_batch: Optional[int] = None
     max_attempts: int = 3
 
@@ -141,17 +147,22 @@ def parse_spec(raw: Any, source: str = "<spec>") -> StudySpec:
             raise StudyError(f"{where}: base: {key!r} is the spec's name, not a base key")
     grid = _grid(_mapping(raw.get("grid", {}), f"{where}: grid"), where)
     search = _search(raw.get("search"), where)
-    seeds = raw.get("seeds", [])
-    if not isinstance(seeds, list) or not all(_is_int(s) for s in seeds):
-        raise StudyError(f"{where}: 'seeds' must be a list of integers, got {seeds!r}")
+    seeds = _seeds(raw, where)
     if seeds and search is None:
         raise StudyError(f"{where}: 'seeds' re-run the point each cell's search selects: add a 'search'")
-    if "seeds" in raw and not seeds:
-        raise StudyError(f"{where}: 'seeds' is an empty list")
+    shared = sorted(set(seeds) & set(search.seeds if search else ()))
+    if shared:
+        raise StudyError(f"{where}: seed {shared[0]} is in both 'seeds' and 'search.seeds': the seeds that "
+                         "score a selected point must not be those that selected it")
+    noise = raw.get("measure_noise_scale", False)
+    if not isinstance(noise, bool):
+        raise StudyError(f"{where}: 'measure_noise_scale' must be true or false, got {noise!r}")
+    if noise and not seeds:
+        raise StudyError(f"{where}: 'measure_noise_scale' adds a run to the seeds phase: add 'seeds'")
     return StudySpec(
         name=name, source=source, raw=raw, description=str(raw.get("description", "")), base=base, grid=grid,
         optimizers=_per_name(raw, "optimizers", where), tasks=_per_name(raw, "tasks", where), search=search,
-        seeds=tuple(seeds), max_micro_batch=_positive(raw, "max_micro_batch", where, None),
+        seeds=tuple(seeds), measure_noise_scale=noise, max_micro_batch=_positive(raw, "max_micro_batch", where, None),
         max_attempts=_positive(raw, "max_attempts", where, 3),
     )
 
@@ -171,6 +182,18 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StudyError(f"{where} must be a mapping, got {value!r}")
     return value
+
+
+def _seeds(raw: Mapping[str, Any], where: str) -> list[int]:
+    """``raw["seeds"]``: a non-empty list of distinct integers (empty when absent)."""
+    seeds = raw.get("seeds", [])
+    if not isinstance(seeds, list) or not all(_is_int(s) for s in seeds):
+        raise StudyError(f"{where}: 'seeds' must be a list of integers, got {seeds!r}")
+    if "seeds" in raw and not seeds:
+        raise StudyError(f"{where}: 'seeds' is an empty list")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{where}: 'seeds' repeats a seed: {seeds!r}")
+    return seeds
 
 
 def _is_int(value: Any) -> bool:
@@ -219,12 +242,25 @@ def _registry_names(key: str, where: str) -> list[str]:
     if key == "optimizer.name":
         from optimizers.registry import optimizer_names
 
-        return optimizer_names()
+        return optimizer_names(installed=True)  # a peer without its extra is not in "all"
     if key == "task":
-        from experiments.tasks import TASKS
+        from experiments.tasks import TaskError, task_names
 
-        return list(TASKS)
+        try:
+            return task_names()
+        except TaskError as error:  # an installed package registers a task badly
+            raise StudyError(f"{where}: {error}") from None
     raise StudyError(f"{where}: {key!r}: '{ALL}' stands for every registered name of optimizer.name or task only")
+
+
+def _check_task_path(path: str, where: str) -> None:
+    """A ``tasks:`` entry named by import path names a usable task."""
+    from experiments.tasks import TaskError, task_info
+
+    try:
+        task_info(path)
+    except TaskError as error:
+        raise StudyError(f"{where}: {error}") from None
 
 
 def _space(raw: Any, where: str) -> tuple[Dimension, ...]:
@@ -254,9 +290,13 @@ def _search(raw: Any, where: str) -> Optional[Search]:
     seed = raw.get("seed", 0)
     if not _is_int(seed):
         raise StudyError(f"{where}: search: 'seed' must be an integer, got {seed!r}")
+    extend = raw.get("extend", 0)
+    if not (_is_int(extend) and extend >= 0):
+        raise StudyError(f"{where}: search: 'extend' must be a non-negative integer, got {extend!r}")
     space = _space(raw.get("space", {}), f"{where}: search")
     _check_points(space, method, f"{where}: search")
-    return Search(method=method, trials=trials, seed=seed, objective=objective, space=space)
+    return Search(method=method, trials=trials, seed=seed, objective=objective, space=space,
+                  seeds=tuple(_seeds(raw, f"{where}: search")), extend=extend)
 
 
 def _check_points(space: tuple[Dimension, ...], method: str, where: str) -> None:
@@ -268,15 +308,20 @@ def _check_points(space: tuple[Dimension, ...], method: str, where: str) -> None
 
 
 def _per_name(raw: Mapping[str, Any], section: str, where: str) -> dict[str, Overrides]:
+    """``optimizers:`` or ``tasks:``: base keys and search dimensions per name (an optimizer's
+    name may be an import path, resolved when the plan loads its runs)."""
     entries = _mapping(raw.get(section, {}), f"{where}: {section}")
     if not entries:
         return {}
+    from optimizers.outside import is_import_path
     names = _registry_names("optimizer.name" if section == "optimizers" else "task", where)
     method = (raw.get("search") or {}).get("method", "grid") if isinstance(raw.get("search"), dict) else "grid"
     out = {}
     for name, entry in entries.items():
         here = f"{where}: {section}.{name}"
-        if name not in names:
+        if section == "tasks" and ":" in name:
+            _check_task_path(name, here)
+        elif name not in names and not (section == "optimizers" and is_import_path(str(name))):
             kind = "optimizer" if section == "optimizers" else "task"
             raise StudyError(f"{where}: {section}: unknown {kind} {name!r}; valid names: {', '.join(names)}")
         entry = _mapping(entry, here)

@@ -3,8 +3,8 @@
 Every run directory under DIR is listed with its status and the values the study swept. When
 DIR holds ``study.json`` (written by ``optbench study run``) the study is planned again from it:
 runs not started yet are listed as ``pending``, each run gets its phase, and each cell its
-selection (with the edge-of-search-space warning). Without it, the swept keys are the config
-keys whose values differ between the runs found.
+selection (with the extensions of its search and the edge-of-search-space warning). Without it,
+the swept keys are the config keys whose values differ between the runs found.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from experiments.dotted_keys import flatten
 from experiments.store import COMPLETED, DIVERGED, FAILED, INCOMPLETE, RUNNING, RunStore, find_runs
 from experiments.studies.plan import StudyPlan, plan_study
 from experiments.studies.protocol import SELECTED
-from experiments.studies.runner import RECORD, cell_selection
+from experiments.studies.record import RECORD, read_json
+from experiments.studies.runner import cell_selection
 from experiments.studies.spec import StudyError, parse_spec
 
 __all__ = ["study_status", "status_table"]
@@ -32,7 +33,11 @@ def study_status(study_dir: Path | str) -> dict[str, Any]:
     """``{"study", "dir", "counts", "runs": [...], "cells": [...]}``, ready for ``json.dumps``.
 
     Each run: ``run_id``, ``status``, ``phase``, the swept keys with their values, ``best``,
-    ``steps_to_target``, ``samples_to_target``, ``attempts`` and ``error``.
+    ``steps_to_target``, ``samples_to_target``, ``attempts`` and ``error``. Each cell: ``cell``,
+    ``state``, ``extensions`` (of its search beyond an edge), ``edges`` (the keys whose selected
+    value is still the smallest or largest tried) and, once selected, ``selected`` (its first
+    run), ``selecting`` (every run of the selected point), ``point``, ``steps_to_target`` (their
+    mean over those that reached the target) and ``warning``.
     """
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
@@ -45,14 +50,21 @@ def study_status(study_dir: Path | str) -> dict[str, Any]:
             rows[run.run_id] = {"phase": run.phase, **run.swept}
         for cell in plan.cells if plan.spec.search else ():
             selection = cell_selection(plan, cell)
-            entry: dict[str, Any] = {"cell": dict(cell.key), "state": selection.state}
+            entry: dict[str, Any] = {"cell": dict(cell.key), "state": selection.state,
+                                     "extensions": selection.extensions, "edges": list(selection.edges)}
+            later = selection.trials()
             if selection.state == SELECTED:
-                chosen = cell.trials[selection.chosen]
-                summary = RunStore(chosen.root).summary()
-                entry.update(selected=chosen.run_id, point=dict(chosen.point),
-                             steps_to_target=summary.get("steps_to_target"), warning=selection.warning)
-                for run in plan.seed_runs(cell, chosen):
-                    rows.setdefault(run.run_id, {"phase": run.phase, **run.swept})
+                chosen = selection.chosen_runs
+                steps = [s.get("steps_to_target") for s in (RunStore(run.root).summary() or {} for run in chosen)]
+                reached = [s for s in steps if s is not None]
+                mean = sum(reached) / len(reached) if reached else None
+                entry.update(selected=chosen[0].run_id, selecting=[run.run_id for run in chosen],
+                             point=selection.points[selection.chosen],
+                             steps_to_target=int(mean) if mean is not None and mean == int(mean) else mean,
+                             warning=selection.warning)
+                later += [*plan.seed_runs(cell, chosen[0]), *plan.noise_runs(cell, chosen[0])]
+            for run in later:
+                rows.setdefault(run.run_id, {"phase": run.phase, **run.swept})
             cells.append(entry)
     found = {path.name: path for path in find_runs(study_dir)}
     others = [run_id for run_id in found if run_id not in rows]
@@ -61,19 +73,19 @@ def study_status(study_dir: Path | str) -> dict[str, Any]:
         rows[run_id] = {"phase": None, **varying.get(run_id, {})}
     runs = [_row(study_dir / run_id, run_id, fields) for run_id, fields in rows.items()]
     return {"study": plan.spec.name if plan else study_dir.name, "dir": str(study_dir),
-            "counts": dict(Counter(run["status"] for run in runs)), "runs": runs, "cells": cells}
+            "counts": dict(Counter(run["status"] for run in runs)), "runs": runs, "cells": cells,
+            "extend": plan.spec.search.extend if plan and plan.spec.search else 0}
 
 
 def _replan(study_dir: Path) -> Optional[StudyPlan]:
     """The plan of the study's last invocation, its runs placed under ``study_dir`` (wherever the
     study ran from: ``out_dir`` is not part of a run_id)."""
-    path = study_dir / RECORD
-    if not path.is_file():
-        return None
     try:
-        record = json.loads(path.read_text())
+        record = read_json(study_dir / RECORD)
     except ValueError as error:
-        raise StudyError(f"cannot read {path}: {error}") from None
+        raise StudyError(str(error)) from None
+    if record is None:
+        return None
     spec = parse_spec(record["spec"], source=record["source"])
     overrides = [o for o in record["overrides"] if not o.startswith("out_dir=")]
     return plan_study(spec, [*overrides, f"out_dir={study_dir.parent}"])

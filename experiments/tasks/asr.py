@@ -13,7 +13,7 @@ from torchmetrics.text import WordErrorRate
 
 from experiments.data import speech
 from experiments.data.module import StreamDataModule
-from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.base import TaskData, TaskModule
 from experiments.tasks.components.quartznet import QuartzNet, QuartzNetConfig
 
 __all__ = ["SpeechTask", "asr_data", "collate"]
@@ -67,14 +67,13 @@ def _spec_augment(features: Tensor, lengths: Tensor, generators: list[torch.Gene
     return out
 
 
-def asr_data(config: DictConfig) -> tuple[StreamDataModule]:
-    source = config.data.source
-    if source == "builtin":
+def asr_data(config: DictConfig) -> TaskData:
+    """Log-mel features of whole utterances with their transcripts; SpecAugment-lite on the
+    training batches of sizes above tiny."""
+    if config.data.source == "builtin":
         train, val = speech.builtin_corpus(tiny=config.size == "tiny")
-    elif source == "manifest":
+    else:  # manifest
         train, val = speech.manifest_corpus(config.data.path, config.data.val_path)
-    else:
-        raise ValueError(f"data.source={source!r} is not an ASR source (valid: builtin, manifest)")
     augment = config.size != "tiny"
 
     def make_batch(indices: Tensor, generators: list[torch.Generator]) -> SpeechBatch:
@@ -85,23 +84,17 @@ def asr_data(config: DictConfig) -> tuple[StreamDataModule]:
 
     module = StreamDataModule(len(train), make_batch, _Utterances(val), config.data.batch_size, config.seed,
                               config.data.num_workers, val_collate=collate)
-    return (module,)
+    return TaskData(module)
 
 
 class SpeechTask(TaskModule):
     """Character-level CTC recognition; validation word error rate (lower is better) is the metric."""
 
-    name = "asr"
-    metric = "wer"
-    higher_is_better = False
-    default_target = {"tiny": 0.5, "default": 0.5, "large": 0.3}
-
-    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
-        super().__init__(size, optimizer_factory, lr_lambda)
-        self.val_metric = WordErrorRate()
-
     def build_model(self, size: str) -> nn.Module:
         return QuartzNet(speech.N_MELS, len(speech.VOCABULARY) + 1, _SIZES[size])
+
+    def build_metric(self) -> WordErrorRate:
+        return WordErrorRate()
 
     def loss(self, batch: Any) -> Tensor:
         features, feature_lengths, labels, label_lengths = batch

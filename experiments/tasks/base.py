@@ -1,56 +1,75 @@
-"""The task interface: what makes ASR, vision and LM interchangeable to the training run.
+"""The task interface: what makes ASR, vision, LM and users' tasks interchangeable to the run.
 
-A task (AlgoPerf's "workload") is a Lightning module that never names an optimizer: it receives
-a factory and a learning-rate schedule, and declares its validation metric and default target.
+A task (AlgoPerf's "workload") is named pieces: its description (``TaskInfo``: metric, direction,
+targets, sources), a function building its ``TaskData`` from the run config, and a ``TaskModule``,
+a Lightning module that never names an optimizer: it receives a factory and a learning-rate
+schedule, and builds its model and validation metric.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, Callable, ClassVar, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torchmetrics import Metric
 
 from experiments.metric_curve import best
+from experiments.tasks.info import TaskInfo
 
-__all__ = ["TaskModule", "OptimizerFactory", "LrLambda"]
+__all__ = ["TaskModule", "TaskData", "OptimizerFactory", "LrLambda"]
 
 OptimizerFactory = Callable[[nn.Module], Optimizer]
 LrLambda = Callable[[int], float]
 
 
+@dataclass
+class TaskData:
+    """What a task's data function returns: its data module (``StreamDataModule`` over a
+    ``make_batch`` is the built-in way: experiments/data/module.py) and the keyword arguments its
+    ``TaskModule`` takes from the data, such as the number of classes."""
+
+    module: pl.LightningDataModule
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+
 class TaskModule(pl.LightningModule):
     """Base of every task: the optimizer wiring, loss logging and best-metric tracking.
 
-    Subclasses set the class attributes, implement ``build_model``, ``loss`` and
-    ``update_metric``, and assign their torchmetrics metric to ``self.val_metric``.
+    Subclasses implement ``build_model``, ``build_metric``, ``loss`` and ``update_metric``; the
+    metric's name and direction come from the task's description, ``self.info``.
     """
 
-    name: ClassVar[str]
-    metric: ClassVar[str]  # logged as val/<metric>
-    higher_is_better: ClassVar[bool]
-    default_target: ClassVar[dict[str, float]]  # by size: the steps-to-target threshold
-
-    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
+    def __init__(self, info: TaskInfo, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
         super().__init__()
+        self.info = info
         self.size = size
         self.optimizer_factory = optimizer_factory
         self.lr_lambda = lr_lambda
         self.model = self.build_model(size)
+        self.val_metric = self.build_metric()
         self.best_metric: Optional[float] = None  # the best finite value so far (metric_curve.best)
 
     @abstractmethod
-    def build_model(self, size: str) -> nn.Module: ...
+    def build_model(self, size: str) -> nn.Module:
+        """The model of ``size`` (``self.model``: the parameters the optimizer trains)."""
 
     @abstractmethod
-    def loss(self, batch: Any) -> Tensor: ...
+    def build_metric(self) -> Metric:
+        """The validation metric (``self.val_metric``), a torchmetrics ``Metric``."""
 
     @abstractmethod
-    def update_metric(self, batch: Any) -> None: ...
+    def loss(self, batch: Any) -> Tensor:
+        """The training loss of a batch."""
+
+    @abstractmethod
+    def update_metric(self, batch: Any) -> None:
+        """Update ``self.val_metric`` with a validation batch."""
 
     def compute_metric(self) -> float:
         """The validation metric over everything ``update_metric`` saw (synced across processes)."""
@@ -70,9 +89,9 @@ class TaskModule(pl.LightningModule):
         value = self.compute_metric()
         # A checkpoint written before best_metric could be None holds ±inf until a finite value
         # came: ``best`` ignores it as it ignores every non-finite value.
-        self.best_metric = best([self.best_metric, value], self.higher_is_better)
-        self.log(f"val/{self.metric}", value, sync_dist=True)
-        self.log(f"val/{self.metric}_best", math.nan if self.best_metric is None else self.best_metric, sync_dist=True)
+        self.best_metric = best([self.best_metric, value], self.info.higher_is_better)
+        self.log(f"val/{self.info.metric}", value, sync_dist=True)
+        self.log(f"val/{self.info.metric}_best", math.nan if self.best_metric is None else self.best_metric, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.model)

@@ -13,7 +13,7 @@ from torchmetrics.text import Perplexity
 
 from experiments.data import text
 from experiments.data.module import StreamDataModule
-from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.base import TaskData, TaskModule
 from experiments.tasks.components.gpt import GPT, GPTConfig
 
 __all__ = ["LanguageModelTask", "lm_data"]
@@ -26,16 +26,13 @@ _SIZES = {
 _VAL_SEQUENCES = {"tiny": 64, "default": 256, "large": 512}
 
 
-def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
+def lm_data(config: DictConfig) -> TaskData:
     """Training crops of ``context + 1`` bytes (random offset within each chunk); validation on
     the first non-overlapping chunks of the held-out text."""
-    source = config.data.source
-    if source == "builtin":
+    if config.data.source == "builtin":
         train, val = text.builtin_pydoc(tiny=config.size == "tiny")
-    elif source == "text":
+    else:  # text
         train, val = text.text_files(config.data.path)
-    else:
-        raise ValueError(f"data.source={source!r} is not an LM source (valid: builtin, text)")
     span = _SIZES[config.size].context + 1
     chunks = (len(train) - span) // span
 
@@ -54,23 +51,17 @@ def lm_data(config: DictConfig) -> tuple[StreamDataModule]:
         chunks, make_batch, TensorDataset(val_windows[:, :-1], val_windows[:, 1:]), config.data.batch_size,
         config.seed, config.data.num_workers,
     )
-    return (module,)
+    return TaskData(module)
 
 
 class LanguageModelTask(TaskModule):
     """Next-byte prediction; validation perplexity (lower is better) is the metric."""
 
-    name = "lm"
-    metric = "ppl"
-    higher_is_better = False
-    default_target = {"tiny": 24.0, "default": 8.0, "large": 3.0}  # large: 1.58 bits per byte
-
-    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda) -> None:
-        super().__init__(size, optimizer_factory, lr_lambda)
-        self.val_metric = Perplexity()
-
     def build_model(self, size: str) -> nn.Module:
         return GPT(_SIZES[size])
+
+    def build_metric(self) -> Perplexity:
+        return Perplexity()
 
     def loss(self, batch: Any) -> Tensor:
         x, y = batch

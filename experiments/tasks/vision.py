@@ -13,8 +13,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from experiments.data import images
 from experiments.data.module import StreamDataModule
-from experiments.tasks.base import LrLambda, OptimizerFactory, TaskModule
+from experiments.tasks.base import LrLambda, OptimizerFactory, TaskData, TaskModule
 from experiments.tasks.components.resnet import ResNet
+from experiments.tasks.info import TaskInfo
 
 __all__ = ["VisionTask", "vision_data"]
 
@@ -26,23 +27,22 @@ _SIZES = {
 }
 
 
-def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
-    """The data module, input channels and number of classes for ``config.data``."""
-    source = config.data.source
-    if source == "builtin":
+# data.source → the reader of its data.path (the sources the task's description declares)
+_READERS = {"cifar10": images.cifar10, "imagefolder": images.image_folder}
+
+
+def vision_data(config: DictConfig) -> TaskData:
+    """The data module for ``config.data``, and the input channels and number of classes the
+    model takes from it."""
+    if config.data.source == "builtin":
         (train_x, train_y), (val_x, val_y) = images.builtin_digits(tiny=config.size == "tiny")
         # Digits alone saturate in a minute: train and validate on cluttered, noisy digits.
         corruption = dict(shift=2, noise=0.5, flip=False, distractor=0.7, pool=train_x)
         val_generators = [torch.Generator().manual_seed(12345 + i) for i in range(len(val_x))]
         val_x = images.augment(val_x, val_generators, **{**corruption, "pool": val_x})
-    elif source == "cifar10":
-        (train_x, train_y), (val_x, val_y) = images.cifar10(config.data.path)
-        corruption = dict(shift=4, flip=True)
-    elif source == "imagefolder":
-        (train_x, train_y), (val_x, val_y) = images.image_folder(config.data.path)
-        corruption = dict(shift=4, flip=True)
     else:
-        raise ValueError(f"data.source={source!r} is not a vision source (valid: builtin, cifar10, imagefolder)")
+        (train_x, train_y), (val_x, val_y) = _READERS[config.data.source](config.data.path)
+        corruption = dict(shift=4, flip=True)
 
     def make_batch(indices: Tensor, generators: list[torch.Generator]) -> tuple[Tensor, Tensor]:
         return images.augment(train_x[indices], generators, **corruption), train_y[indices]
@@ -52,25 +52,22 @@ def vision_data(config: DictConfig) -> tuple[StreamDataModule, int, int]:
         config.data.num_workers,
     )
     num_classes = int(max(train_y.max(), val_y.max())) + 1
-    return module, train_x.shape[1], num_classes
+    return TaskData(module, model_options={"in_channels": train_x.shape[1], "num_classes": num_classes})
 
 
 class VisionTask(TaskModule):
     """Image classification; validation accuracy (top-1) is the metric."""
 
-    name = "vision"
-    metric = "acc"
-    higher_is_better = True
-    default_target = {"tiny": 0.6, "default": 0.93, "large": 0.93}
-
-    def __init__(self, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda,
+    def __init__(self, info: TaskInfo, size: str, optimizer_factory: OptimizerFactory, lr_lambda: LrLambda, *,
                  in_channels: int, num_classes: int) -> None:
         self.in_channels, self.num_classes = in_channels, num_classes
-        super().__init__(size, optimizer_factory, lr_lambda)
-        self.val_metric = MulticlassAccuracy(num_classes, average="micro")
+        super().__init__(info, size, optimizer_factory, lr_lambda)
 
     def build_model(self, size: str) -> nn.Module:
         return ResNet(self.in_channels, self.num_classes, **_SIZES[size])
+
+    def build_metric(self) -> MulticlassAccuracy:
+        return MulticlassAccuracy(self.num_classes, average="micro")
 
     def loss(self, batch: Any) -> Tensor:
         x, y = batch

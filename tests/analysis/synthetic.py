@@ -52,11 +52,36 @@ def layers_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(F.LAYER_COLUMNS)).astype({F.STUDY: "category", F.RUN_ID: "category"})
 
 
+def synthetic_run(study: str, run_id: str, task: str, optimizer: str, batch: int, lr: float, seed: int, s: float,
+                  diverged: bool = False) -> tuple[dict, list[tuple]]:
+    """One run whose metric crosses its task's target exactly at step ``s`` (diverging at step
+    100 if ``diverged``): its runs-frame record and its metrics rows."""
+    metric, up, target, _ = TASKS[task]
+    last = 100 if diverged else MAX_STEPS
+    seconds = 0.01 * batch / 32
+    values = [(step, value(task, step, s)) for step in range(EVERY, last + 1, EVERY)]
+    if diverged:
+        values[-1] = (last, math.nan)
+    finite = [v for _, v in values if math.isfinite(v)]
+    hit = next((t for t, v in values if (v >= target if up else v <= target)), None)
+    record = run_record(**{F.STUDY: study, F.RUN_ID: run_id, F.TASK: task, F.OPTIMIZER: optimizer,
+                           F.BATCH_SIZE: batch, F.LR: lr, F.SEED: seed, F.METRIC: metric,
+                           F.HIGHER_IS_BETTER: up, F.TARGET: target,
+                           F.STATUS: "diverged" if diverged else "completed",
+                           F.BEST: (max if up else min)(finite), F.FINAL: finite[-1],
+                           F.STEPS_TO_TARGET: hit, F.GLOBAL_STEP: last, F.WALL_TIME_S: last * seconds,
+                           F.PEAK_MEMORY: 1e8 + batch * 1e5, F.STATE_BYTES: STATE_BYTES.get(optimizer, 8000),
+                           F.GRAD_NOISE_SCALE: 100.0 if optimizer == "novograd" else None})
+    rows = [(study, run_id, t, t * seconds, metric, v) for t, v in values]
+    rows += [(study, run_id, t, t * seconds, "train/loss", 1 / t) for t in range(10, last + 1, 10)]
+    return record, rows
+
+
 def frames(tasks: tuple[str, ...] = ("vision", "lm"), seeds: int = 2) -> Frames:
     """The full synthetic set: every task × optimizer × batch size × 3 lrs × seeds, one failure."""
     records, metric_rows, layer_rows = [], [], []
     for task in tasks:
-        metric, up, target, batches = TASKS[task]
+        batches = TASKS[task][3]
         for optimizer, factor in OPTIMIZER_FACTOR.items():
             for batch in batches:
                 for lr_index, lr_factor in enumerate(LR_FACTOR):
@@ -65,26 +90,11 @@ def frames(tasks: tuple[str, ...] = ("vision", "lm"), seeds: int = 2) -> Frames:
                         run_id = f"{task}-{optimizer}-{batch}-{lr_index}-{seed}"
                         s = S_MIN * (1 + B_CRIT / batch) * factor * lr_factor * (1 + 0.02 * seed)
                         diverged = optimizer == "adamw" and lr_index == 2
-                        last = 100 if diverged else MAX_STEPS
-                        seconds = 0.01 * batch / 32
-                        values = [(step, value(task, step, s)) for step in range(EVERY, last + 1, EVERY)]
-                        if diverged:
-                            values[-1] = (last, math.nan)
-                        finite = [v for _, v in values if math.isfinite(v)]
-                        hit = next((t for t, v in values if (v >= target if up else v <= target)), None)
-                        records.append(run_record(
-                            **{F.STUDY: "synthetic", F.RUN_ID: run_id, F.TASK: task, F.OPTIMIZER: optimizer,
-                                          F.BATCH_SIZE: batch, F.LR: lr, F.SEED: seed, F.METRIC: metric,
-                                          F.HIGHER_IS_BETTER: up, F.TARGET: target,
-                                          F.STATUS: "diverged" if diverged else "completed",
-                                          F.BEST: (max if up else min)(finite), F.FINAL: finite[-1],
-                                          F.STEPS_TO_TARGET: hit, F.GLOBAL_STEP: last, F.WALL_TIME_S: last * seconds,
-                                          F.PEAK_MEMORY: 1e8 + batch * 1e5, F.STATE_BYTES: STATE_BYTES[optimizer],
-                                          F.GRAD_NOISE_SCALE: 100.0 if optimizer == "novograd" else None}))
-                        metric_rows += [("synthetic", run_id, t, t * seconds, metric, v) for t, v in values]
-                        metric_rows += [("synthetic", run_id, t, t * seconds, "train/loss", 1 / t)
-                                        for t in range(10, last + 1, 10)]
+                        record, rows = synthetic_run("synthetic", run_id, task, optimizer, batch, lr, seed, s, diverged)
+                        records.append(record)
+                        metric_rows += rows
                         if optimizer.startswith("larc"):
+                            last = record[F.GLOBAL_STEP]
                             layer_rows += [{F.STUDY: "synthetic", F.RUN_ID: run_id, F.STEP: t, F.LAYER: f"layer{i}",
                                             "grad_norm": 1.0, "weight_norm": 2.0, "update_norm": 0.01,
                                             "update_ratio": 0.005 / (i + 1), "trust_ratio": 0.1 * (i + 1) / t ** 0.5}

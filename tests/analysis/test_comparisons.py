@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis import frames as F
 from analysis.cells import best_cells
@@ -96,7 +97,7 @@ def test_best_lr_per_batch_size():
             (64, 0.4, 0, 350), (64, 0.4, 1, 350),        # mean 350: the best at 64
             (128, 0.4, 0, None), (128, 0.8, 0, None),    # nothing reached it
         ]))
-    table = scaling_table(runs, target_summary(run_targets(runs, metrics_frame([])))).set_index(F.BATCH_SIZE)
+    table = scaling_table(runs, run_targets(runs, metrics_frame([]))).set_index(F.BATCH_SIZE)
     assert table.loc[32, ["best_lr", F.STEPS_TO_TARGET, "censored", "n_runs", "n_diverged"]].tolist() == [0.2, 400, 0, 6, 2]
     assert table.loc[64, ["best_lr", F.STEPS_TO_TARGET, "censored"]].tolist() == [0.4, 350, 0]
     assert math.isnan(table.loc[128, "best_lr"]) and math.isnan(table.loc[128, F.STEPS_TO_TARGET])
@@ -148,7 +149,7 @@ def test_critical_batch_fit_recovers_known_parameters():
 def test_critical_batch_table_with_the_measured_noise_scale():
     batch = [32, 64, 128, 256]
     scaling = pd.DataFrame({F.TASK: "vision", F.OPTIMIZER: "novograd", F.BATCH_SIZE: batch,
-                            F.STEPS_TO_TARGET: steps_model(np.array(batch), 100.0, 64.0)})
+                            F.STEPS_TO_TARGET: steps_model(np.array(batch), 100.0, 64.0), "censored": 0, "n_scored": 3})
     runs = runs_of({F.OPTIMIZER: "novograd", F.GRAD_NOISE_SCALE: 50.0}, {F.OPTIMIZER: "novograd", F.GRAD_NOISE_SCALE: 70.0})
     row = critical_batch_table(runs, scaling).iloc[0]
     assert row["b_crit"] == pytest.approx(64.0, rel=1e-6) and row[F.GRAD_NOISE_SCALE] == 60.0
@@ -184,3 +185,17 @@ def test_layer_trajectories_keep_one_layerwise_run_per_optimizer():
                            for r, t in (("l0", 0.5), ("l1", 0.6), ("a", np.nan))])
     out = layer_trajectories(runs, layers, best_cells(runs))
     assert out[F.RUN_ID].tolist() == ["l0"] and out["trust_ratio"].tolist() == [0.5]
+
+
+def test_the_critical_batch_interval_is_taken_in_log_b_crit():
+    """Three noisy batch sizes (1 degree of freedom): an interval wide enough to reach below 0 on
+    the linear scale stays positive, b_crit its geometric middle, t·se(log B_crit) its half-width."""
+    batch = [16, 32, 64]
+    steps = steps_model(np.array(batch), 50.0, 40.0) * np.array([1.0, 1.25, 0.85])
+    scaling = pd.DataFrame({F.TASK: "vision", F.OPTIMIZER: "sgd", F.BATCH_SIZE: batch, F.STEPS_TO_TARGET: steps,
+                            "censored": 0, "n_scored": 3})
+    row = critical_batch_table(runs_of({F.OPTIMIZER: "sgd"}), scaling).iloc[0]
+    half = stats.t.ppf(0.975, 1) * row["b_crit_se"] / row["b_crit"]
+    assert row["b_crit"] - stats.t.ppf(0.975, 1) * row["b_crit_se"] < 0 < row["b_crit_low"]
+    assert row["b_crit_low"] == pytest.approx(row["b_crit"] * np.exp(-half), rel=1e-12)
+    assert row["b_crit_high"] == pytest.approx(row["b_crit"] * np.exp(half), rel=1e-12)

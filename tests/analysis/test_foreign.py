@@ -255,6 +255,7 @@ def test_a_missing_or_unparsable_map_file_is_one_line(tmp_path):
         read_map(tmp_path / "bad.yaml")
 
 
+@pytest.mark.slow
 def test_the_map_renames_a_store_task_and_the_cache_follows_the_map(tmp_path):
     """On optbench's own store a block matches the study as its group and the run_id as its
     name; a changed map reads the runs again (its digest is in every run's cache key)."""

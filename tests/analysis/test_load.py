@@ -184,6 +184,7 @@ def test_infer_direction(values, best, expected):
     assert infer_direction(pd.Series(values), pd.Series(best)) is expected
 
 
+@pytest.mark.slow
 def test_analysis_imports_no_torch():
     """analysis/ reads runs without torch, Lightning or the training code."""
     code = ("import sys, analysis.load, analysis.frames, analysis.cache, analysis.unfinished, "

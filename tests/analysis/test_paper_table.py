@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import frames as F
-from analysis.paper_table import format_mean_std, latex_escape, paper_latex, paper_markdown, paper_table
+from analysis.paper_table import format_mean_std, latex_escape, paper_footnote, paper_latex, paper_markdown, paper_table
 
 
 def _paper() -> pd.DataFrame:
@@ -34,12 +34,47 @@ def test_format_mean_std(mean, std, text):
     assert format_mean_std(mean, std) == text
 
 
-def test_markdown_bolds_the_best_cells():
+def test_markdown_bolds_every_entry_not_significantly_worse_and_says_why():
+    """vision: 0.95 ± 0.01 against 0.96 ± 0.002, 3 seeds each, is within noise (Welch: both bold);
+    lm: adam&w's one seed cannot be ranked against the best (bold, for want of seeds)."""
     text = paper_markdown(_paper())
     lines = text.splitlines()
     assert lines[0] == "| optimizer | lm_100% (val/p#p ↓) | vision (val/acc ↑) |"
-    assert lines[2] == "| adam&w | 6 | **0.9600 ± 0.0020** |"
-    assert lines[3] == "| larc_sgd | **5.00 ± 0.50** | 0.950 ± 0.010 |"
+    assert lines[2] == "| adam&w | **6** | **0.9600 ± 0.0020** |"
+    assert lines[3] == "| larc_sgd | **5.00 ± 0.50** | **0.950 ± 0.010** |"
+    assert lines[5] == paper_footnote(_paper())
+    assert "Welch's t-interval of the difference of means, 95%" in lines[5]
+    assert "seeds per cell: lm_100% 1–3; vision 3." in lines[5]
+    assert "lm_100%: adam&w bold for want of 3 seeds to rank." in lines[5]
+
+
+def _cells(means: list[float], stds: list[float], seeds: list[int], held_out: bool = True) -> pd.DataFrame:
+    return pd.DataFrame({F.TASK: "vision", F.OPTIMIZER: ["a", "b", "c"][:len(means)], "best_mean": means,
+                         "best_std": stds, "n_seeds": seeds, F.BATCH_SIZE: 64, F.LR: 0.1, "n_diverged": 0,
+                         "held_out": held_out})
+
+
+@pytest.mark.parametrize("means, stds, seeds, bold, claims", [
+    ([0.96, 0.90, 0.955], [0.002, 0.003, 0.004], [3, 3, 3], [True, False, True], ["best", "behind", "tie"]),
+    ([0.96, 0.90, 0.955], [0.002, 0.003, 0.004], [2, 3, 3], [False, False, False], ["best", "too few seeds", "too few seeds"]),
+    ([0.96, 0.90], [0.002, 0.003], [5, 4], [True, False], ["best", "behind"]),
+], ids=["tie-and-behind", "best-has-two-seeds", "unequal-seeds"])
+def test_bold_follows_the_test_over_seeds(means, stds, seeds, bold, claims):
+    table = paper_table(_cells(means, stds, seeds), {"vision": "val/acc"}, {"vision": True})
+    assert table["bold"].tolist() == bold and table["claim"].tolist() == claims
+    footnote = paper_footnote(table)
+    assert ("vision: no entry in bold: the best has 2 seed(s); an ordering needs 3 per cell." in footnote) == (
+        not any(bold))
+    assert "scored on its confirmation seeds only" in footnote
+
+
+def test_the_footnote_says_when_scores_include_the_selecting_runs():
+    table = paper_table(_cells([0.96, 0.90], [0.002, 0.003], [3, 3], held_out=False), {"vision": "val/acc"},
+                        {"vision": True})
+    assert "Scores include the runs that selected each entry" in paper_footnote(table)
+    mixed = paper_table(_cells([0.96, 0.90], [0.002, 0.003], [3, 3]).assign(held_out=[True, False]),
+                        {"vision": "val/acc"}, {"vision": True})
+    assert "| b | 0.9000 ± 0.0030* |" in paper_markdown(mixed) and "marked *" in paper_footnote(mixed)
 
 
 @pytest.mark.parametrize("raw, escaped", [

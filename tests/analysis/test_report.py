@@ -33,6 +33,7 @@ def _self_contained(page: str) -> None:
     assert not re.search(r'\bhref="(?!#)', page) and "<link" not in page and "url(" not in page
 
 
+@pytest.mark.slow
 def test_analysis_never_imports_torch_or_training_code():
     code = ("import sys, analysis.load, analysis.compare, analysis.report, analysis.figures, analysis.analyze\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'lightning',"
@@ -43,6 +44,7 @@ def test_analysis_never_imports_torch_or_training_code():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp_path):
     """One task, one batch size, one lr per optimizer: convergence, targets and memory only."""
     data = synthetic.frames(tasks=("vision",))
@@ -60,7 +62,11 @@ def test_a_small_study_gets_the_figures_it_supports_and_says_what_it_skipped(tmp
                 "performance profiles: need 2 or more tasks", "layer statistics: no LARC/LARS run"):
         assert why in html
     assert "None: every run completed." in html
-    assert "On vision, novograd reaches the best val/acc" in html
+    assert "On vision, the best mean val/acc is novograd&#39;s" in html  # two seeds each: no ordering claimed
+    assert "no ordering is claimed: it has 2 seed(s), and an ordering needs 3 per cell" in html
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert "<h2>Paper claims</h2>" in html and len(claims) == 6
+    assert claims.set_index("key").loc["novograd-state", "verdict"] == "supported"  # 0.5× adamw's state
 
 
 @pytest.mark.slow
@@ -104,7 +110,8 @@ def test_optbench_analyze_end_to_end(tmp_path):
     fits = pd.read_csv(out / "tables" / "critical_batch.csv")
     assert fits["b_crit"].between(80, 160).all()  # the law's 128, seen through validation every 50 steps
     paper = (out / "tables" / "paper.md").read_text()
-    assert paper.count("**") == 4  # one bold cell per task
+    assert paper.count("**") == 0  # two seeds per cell: no ordering, so nothing in bold, and the footnote says why
+    assert "vision: no entry in bold: the best has 2 seed(s); an ordering needs 3 per cell." in paper
     assert (out / "tables" / "paper.tex").read_text().count("{") > 0 and (out / "tables" / "paper.csv").is_file()
 
 
@@ -135,6 +142,7 @@ def test_the_report_depends_on_neither_the_cache_nor_the_rows_it_skips(tmp_path)
     ("missing", "optbench: error: no such source: "),
     ("empty", "optbench: error: no runs in "),
 ])
+@pytest.mark.slow
 def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, capsys, name, message):
     """Of several sources, the one that is missing or holds no runs is named, in one line: exit 2."""
     store, source = tmp_path / "runs", tmp_path / name
@@ -155,6 +163,7 @@ def test_optbench_analyze_refuses_a_source_without_runs(tmp_path, capsys, name, 
     [{F.METRIC: None, F.HIGHER_IS_BETTER: None, F.TARGET: None}],
     [{F.STATUS: "diverged", F.RUN_ID: f"r{i}", F.LR: 0.1 * (i + 1)} for i in range(3)],
 ], ids=["only-failed", "only-running", "no-target", "no-metric", "all-diverged"])
+@pytest.mark.slow
 def test_sparse_data_gives_a_report_not_a_crash(tmp_path, records):
     runs = typed_runs([synthetic.run_record(**r) for r in records])
     page = write_report(Frames(runs, synthetic.metrics_frame([("s", "r", 10, 1.0, "val/acc", 0.5)]),

@@ -48,6 +48,7 @@ def _assert_same_runs(a, b) -> None:
     pd.testing.assert_frame_equal(_sorted(a.metrics, keys), _sorted(b.metrics, keys))
 
 
+@pytest.mark.slow
 def test_offline_folders_read_back_equal_to_the_store(study, tmp_path):
     """The same runs read from the store and from their wandb folders give equal frames: the
     runs' key columns and config, every metric value at its step, the layer statistics."""
@@ -62,6 +63,7 @@ def test_offline_folders_read_back_equal_to_the_store(study, tmp_path):
     assert store.layers.trust_ratio.notna().any()
 
 
+@pytest.mark.slow
 def test_force_rerun_logs_to_a_new_wandb_run(study, tmp_path):
     """--force starts a new wandb run (<study>-<run_id>-2); a resume would append to the first."""
     out = tmp_path / "runs"

@@ -15,7 +15,7 @@ from experiments.config import (
     run_id, to_yaml,
 )
 from experiments.schedule import LR_SCALINGS, SCHEDULES, lr_multiplier, scaled_lr
-from experiments.tasks.sizes import size_defaults
+from experiments.tasks import task_info
 from optimizers import optimizer_names
 
 
@@ -247,7 +247,7 @@ def test_unknown_names_suggest_the_closest_valid_one(overrides, hint):
 def test_unknown_optimizer_lists_every_name():
     """The unknown-optimizer message lists every registry name."""
     with pytest.raises(ConfigError) as info:
-        load_config(["optimizer.name=nadam"])
+        load_config(["optimizer.name=nadamm"])
     listed = str(info.value).split("valid names:")[1]
     assert [name.strip() for name in listed.split(",")] == optimizer_names()
 
@@ -308,6 +308,8 @@ SAME_RUN = [
     pytest.param([], ["trainer.log_every_n_steps=7", "trainer.layer_stats_every_n_steps=9"], id="logging-intervals"),
     pytest.param([], ["trainer.accelerator=cpu"], id="accelerator-cpu-vs-auto"),
     pytest.param([], ["target=0.5"], id="target-without-stop-at-target"),
+    pytest.param(["trainer.stop_at_target=true"], ["trainer.stop_at_target=true", "target=0.93"],
+                 id="task-default-target-spelt-out"),
     pytest.param([], ["optimizer.weight_decay=0.001"], id="explicit-default-weight-decay"),
     pytest.param([], ["optimizer.betas=[0.95,0.98]", "optimizer.eps=1e-8"], id="explicit-default-options"),
     pytest.param(["optimizer.eps=1"], ["optimizer.eps=1.0"], id="int-vs-float"),
@@ -381,7 +383,8 @@ def test_changed_optimizer_default_never_aliases_old_runs(monkeypatch):
 
 
 def test_builtin_data_version_is_part_of_the_run_id(monkeypatch):
-    """A new built-in corpus gives its task's runs new ids; other tasks and real data keep theirs."""
+    """A new built-in corpus (its task description's data_version) gives its task's runs new ids;
+    other tasks and real data keep theirs."""
     from experiments.data import versions
 
     asr, vision = load_config([*BASE, "task=asr"]), load_config(BASE)
@@ -445,7 +448,7 @@ def test_large_size_applies_the_task_defaults_the_user_did_not_set(task, tmp_pat
     """size=large sets what the task declares for it (batch size, bf16-mixed, steps, ...) where
     neither the overrides nor a YAML file set the key; what the user sets wins; config.yaml
     holds the resolved values."""
-    declared = size_defaults(task, "large")
+    declared = task_info(task).size_settings["large"]
     assert {"data.batch_size", "trainer.precision"} <= set(declared)
     config = load_config([f"task={task}", "size=large"])
     assert {key: OmegaConf.select(config, key) for key in declared} == declared
@@ -455,4 +458,4 @@ def test_large_size_applies_the_task_defaults_the_user_did_not_set(task, tmp_pat
     path = _write(tmp_path / "run.yaml", f"task: {task}\nsize: large\ntrainer:\n  precision: 32-true\n")
     from_file = load_config(path=path)
     assert from_file.trainer.precision == "32-true" and from_file.data.batch_size == declared["data.batch_size"]
-    assert size_defaults(task, "default") == {} and load_config([f"task={task}"]).data.batch_size == 64
+    assert "default" not in task_info(task).size_settings and load_config([f"task={task}"]).data.batch_size == 64

@@ -12,6 +12,8 @@ import math
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +23,7 @@ import torch
 
 from experiments.data import images, speech, text
 from experiments.data.espeak import speaker
+from tests.experiments.support import REPO, subprocess_env
 
 # --------------------------------------------------------------------------------------------
 # Writers of real-format data
@@ -501,6 +504,7 @@ def test_espeak_unknown_voice_names_it_and_recovers():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_builtin_digit_corpus_is_synthesised_once_and_cached(tmp_path, monkeypatch):
     """The tiny ASR corpus: 300 + 60 utterances of one to three digit words, synthesised on the
     first call into one asr-digits-*.pt file under $OPTBENCH_CACHE and read back unchanged."""
@@ -523,6 +527,26 @@ def test_builtin_digit_corpus_is_synthesised_once_and_cached(tmp_path, monkeypat
     for (x, y), (x2, y2) in zip(train + val, again_train + again_val):
         assert y == y2 and torch.equal(x, x2)
     assert len(again_train) == 300 and len(again_val) == 60
+
+
+def test_the_digits_are_cached_and_read_back_without_scikit_learn(tmp_path, monkeypatch):
+    """The first call reads scikit-learn's digits and caches them in $OPTBENCH_CACHE/digits.pt;
+    later processes read the same numbers from there and never import scikit-learn (nor the
+    pandas it loads): that import takes longer than a tiny run trains."""
+    from sklearn.datasets import load_digits
+
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path))
+    raw, labels = images.sklearn_digits()
+    reference = load_digits()
+    assert [p.name for p in tmp_path.iterdir()] == ["digits.pt"]
+    assert raw.dtype == torch.uint8 and torch.equal(raw.double(), torch.from_numpy(reference.images))
+    assert torch.equal(labels, torch.from_numpy(reference.target).long())
+    program = ("import sys, torch; from experiments.data.images import builtin_digits, sklearn_digits; "
+               "images, labels = sklearn_digits(); builtin_digits(tiny=True); "
+               "print(sorted(m for m in ('sklearn', 'pandas') if m in sys.modules), int(images.sum()), int(labels.sum()))")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=REPO,
+                            env={**subprocess_env(), "OPTBENCH_CACHE": str(tmp_path)})
+    assert result.stdout.split() == ["[]", str(int(raw.sum())), str(int(labels.sum()))], result.stderr
 
 
 def test_builtin_digits_sizes_and_split():

@@ -86,6 +86,7 @@ def interrupted_and_resumed(tmp_path_factory):
             caught_first, caught_resumed)
 
 
+@pytest.mark.slow
 def test_skipped_steps_count_as_steps_and_the_rate_follows_the_step(interrupted_and_resumed):
     """The scaler skips the first step (overflow) and others between taken ones; through all,
     global_step and the scheduler's last_epoch count every optimizer step, and the rate at global

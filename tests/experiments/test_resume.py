@@ -13,11 +13,12 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import torch
 
+from experiments.checkpoints import unreadable_reason
 from tests.experiments.support import REPO, TINY, optbench_command, subprocess_env, to_legacy_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -28,12 +29,12 @@ OVERRIDES = [*TINY, "seed=5", "trainer.max_steps=120", "trainer.val_every_n_step
 DEADLINE_S = 240
 
 
-def train_command(out_dir: Path) -> list[str]:
-    return [*optbench_command(), "train", *OVERRIDES, f"out_dir={out_dir}"]
+def train_command(out_dir: Path, overrides: list[str] = OVERRIDES) -> list[str]:
+    return [*optbench_command(), "train", *overrides, f"out_dir={out_dir}"]
 
 
-def run_to_completion(out_dir: Path) -> Path:
-    result = subprocess.run(train_command(out_dir), capture_output=True, text=True, timeout=DEADLINE_S,
+def run_to_completion(out_dir: Path, overrides: list[str] = OVERRIDES) -> Path:
+    result = subprocess.run(train_command(out_dir, overrides), capture_output=True, text=True, timeout=DEADLINE_S,
                             cwd=REPO, env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("completed: ")
@@ -58,15 +59,16 @@ def checkpoint_step(root: Path) -> int | None:
 
 
 def kill_when(out_dir: Path, trigger: Callable[[list[dict]], bool], ready: Callable[[Path, list[dict]], bool],
-              signum: signal.Signals = signal.SIGKILL) -> tuple[Path, list[dict], subprocess.Popen]:
-    """Start the run and poll its metrics; whenever ``trigger(rows)`` holds, freeze the process
-    (SIGSTOP), and if ``ready(root, rows)`` holds on the frozen store, send it ``signum`` (and
-    SIGCONT, so that it handles a catchable one) and wait for its end, else let it go on
-    (SIGCONT). Freezing first makes a narrow kill window (one validation) reliably hit.
-    Returns the run directory, the rows seen just before the signal and the ended process
-    (its stderr readable)."""
-    process = subprocess.Popen(train_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO, env=subprocess_env())
+              signum: signal.Signals = signal.SIGKILL, overrides: list[str] = OVERRIDES,
+              env: dict[str, str] | None = None) -> tuple[Path, list[dict], subprocess.Popen]:
+    """Start the run (``overrides``, under ``env``) and poll its metrics; whenever
+    ``trigger(rows)`` holds, freeze the process (SIGSTOP), and if ``ready(root, rows)`` holds on
+    the frozen store, send it ``signum`` (and SIGCONT, so that it handles a catchable one) and
+    wait for its end, else let it go on (SIGCONT). Freezing first makes a narrow kill window (one
+    validation) reliably hit. Returns the run directory, the rows seen just before the signal and
+    the ended process (its stderr readable)."""
+    process = subprocess.Popen(train_command(out_dir, overrides), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO, env=env or subprocess_env())
     try:
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
@@ -153,9 +155,14 @@ def test_interrupted_run_says_so_and_resumes_to_the_uninterrupted_result(tmp_pat
     assert_resumes_to(root, tmp_path, uninterrupted)
 
 
-def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path) -> None:
+def assert_resumes_to(root: Path, out_dir: Path, uninterrupted: Path, overrides: list[str] = OVERRIDES) -> None:
     """The same command, run again, completes ``root`` as ``uninterrupted`` completed."""
-    assert run_to_completion(out_dir) == root
+    assert run_to_completion(out_dir, overrides) == root
+    assert_completed_as(root, uninterrupted)
+
+
+def assert_completed_as(root: Path, uninterrupted: Path) -> None:
+    """``root``, resumed once, has the summary and rows of ``uninterrupted``."""
     resumed = json.loads((root / "summary.json").read_text())
     reference = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["run_id"] == reference["run_id"] == root.name
@@ -234,3 +241,102 @@ def test_resumed_validation_rows_match_the_uninterrupted_run(tmp_path, uninterru
         skip_outside_ci(f"the kill landed elsewhere: (checkpoint step, step-{step} validation logged) = {landed}")
     run_to_completion(tmp_path)
     assert val_rows(root) == val_rows(uninterrupted)
+
+
+# Schedule-Free AdamW: the weights it trains on are not those it is evaluated on; the training
+# loop switches it around each validation, and checkpoints hold the training point.
+SCHEDULE_FREE = [*OVERRIDES, "optimizer.name=schedule_free_adamw", "optimizer.lr=0.003", "schedule.name=constant"]
+
+
+def test_a_schedule_free_run_killed_and_resumed_ends_as_the_uninterrupted_one(tmp_path_factory):
+    """Schedule-Free AdamW killed past step 40 with a checkpoint on disk resumes to its
+    uninterrupted twin's result: every training loss, every validation (taken at the evaluation
+    point) and every final value equal."""
+    uninterrupted = run_to_completion(tmp_path_factory.mktemp("schedule-free"), SCHEDULE_FREE)
+    out_dir = tmp_path_factory.mktemp("schedule-free-killed")
+    root, _, _ = kill_when(out_dir, past_40, past_40_with_checkpoint, overrides=SCHEDULE_FREE)
+    assert not (root / "summary.json").exists()
+    assert_resumes_to(root, out_dir, uninterrupted, SCHEDULE_FREE)
+
+
+# --------------------------------------------------------------------------------------------
+# Torn checkpoints: a kill during the write, a full disk or a bad copy
+# --------------------------------------------------------------------------------------------
+
+
+def past_60_with_two_checkpoints(root: Path, rows: list[dict]) -> bool:
+    return (root / "checkpoints" / "last.previous.ckpt").is_file() and max((r["step"] for r in rows), default=0) >= 60
+
+
+def cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("torn, resumed_from", [
+    (["last.ckpt"], "checkpoints/last.previous.ckpt"),
+    (["last.ckpt", "last.previous.ckpt"], None),
+])
+def test_a_torn_checkpoint_resumes_from_the_previous_one_or_the_start(tmp_path, uninterrupted, torn, resumed_from):
+    """Killed past step 60 with two checkpoints on disk, ``torn`` of them cut short: the same
+    command says so in one line, sets them aside, resumes from the previous checkpoint (or from
+    step 0 when none is whole), notes it in meta.json, and ends as the uninterrupted run."""
+    root, _, _ = kill_when(tmp_path, past_40, past_60_with_two_checkpoints)
+    for name in torn:
+        cut_short(root / "checkpoints" / name)
+    result = subprocess.run(train_command(tmp_path), capture_output=True, text=True, timeout=DEADLINE_S, cwd=REPO,
+                            env=subprocess_env())
+    assert result.returncode == 0 and result.stdout.startswith("completed: "), result.stderr
+    files = ", ".join(f"checkpoints/{name} (BadZipFile: File is not a zip file)" for name in torn)
+    then = (f"resuming from {resumed_from}" if resumed_from
+            else "no readable checkpoint left: the run starts again from step 0")
+    notice = (f"{files} {'is' if len(torn) == 1 else 'are'} unreadable, set aside in checkpoints/unreadable/; {then}")
+    assert result.stderr.splitlines()[0] == notice and result.stderr.count(" unreadable") == 1  # said once
+    restart = json.loads((root / "meta.json").read_text())["restarts"][0]
+    assert restart["resumed"] is (resumed_from is not None) and restart["resumed_from"] == resumed_from
+    assert set(restart["unreadable_checkpoints"]) == {f"checkpoints/{name}" for name in torn}
+    assert sorted(p.name for p in (root / "checkpoints" / "unreadable").iterdir()) == sorted(torn)
+    assert_completed_as(root, uninterrupted)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 16 MiB tmpfs mounted for the test (root, or CAP_SYS_ADMIN, only: skipped elsewhere)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_full_disk_while_checkpointing_fails_the_run_and_keeps_its_checkpoints_whole(small_disk, uninterrupted):
+    """The disk fills up past step 40 (a file leaves 64 kB free: room for metric rows, not for a
+    checkpoint): the run fails on its next checkpoint with both checkpoints whole and no
+    temporary file left; with the space back, the same command ends as the uninterrupted run."""
+    filler = small_disk / "filler"
+
+    def fill_the_disk(root: Path, rows: list[dict]) -> bool:
+        if not past_40_with_checkpoint(root, rows):
+            return False
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        with open(filler, "wb") as handle:
+            handle.write(b"\0" * max(0, free - 64 * 1024))
+        return True
+
+    root, _, process = kill_when(small_disk, past_40, fill_the_disk, signum=signal.SIGCONT)
+    stderr = process.stderr.read()
+    assert process.returncode == 1, stderr
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] == f"OSError: [Errno 28] No space left on device: '{root / 'checkpoints' / 'last.ckpt'}'"
+    checkpoints = sorted(p.name for p in (root / "checkpoints").iterdir())
+    assert checkpoints in (["last.ckpt"], ["last.ckpt", "last.previous.ckpt"])  # no temporary file
+    for name in checkpoints:
+        assert unreadable_reason(root / "checkpoints" / name) is None
+    filler.unlink()
+    assert run_to_completion(small_disk) == root
+    assert_completed_as(root, uninterrupted)

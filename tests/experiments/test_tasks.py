@@ -1,6 +1,6 @@
-"""The tasks end to end: ``train(load_config([...]))`` on every task's built-in tiny data and on
-every real-data source (files written here), the task registry, and what a wrong or unusable
-``data.*`` setting tells the user."""
+"""The built-in tasks end to end: ``train(load_config([...]))`` on every task's built-in tiny data
+and on every real-data source (files written here), their descriptions, and what a wrong or
+unusable ``data.*`` setting tells the user. Users' tasks: test_outside_tasks.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 from experiments.cli import main
 from experiments.config import ConfigError, RunConfig, load_config
 from experiments.store import RunStore
-from experiments.tasks import TASKS, build_task, task_class
-from experiments.tasks.sizes import SIZES
+from experiments.import_path import load_object
+from experiments.tasks import BUILTIN, build_task, task_info, task_names
+from experiments.tasks.info import SIZES
 from optimizers import build_optimizer
 from experiments.train import run_dir, train
 from tests.experiments.test_data import (
@@ -50,34 +51,41 @@ def validations(root: Path, metric: str) -> list[dict]:
 
 
 def test_registry_holds_the_contract_tasks():
-    assert set(TASKS) == {"vision", "asr", "lm"}
+    assert set(BUILTIN) == {"vision", "asr", "lm"}
+    assert task_names()[:3] == list(BUILTIN)
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_task_declares_metric_direction_and_targets(name):
     """Every task names itself, its metric (logged as val/<metric>), its direction, and a
-    steps-to-target threshold for both sizes, inside the metric's natural range."""
-    cls = task_class(name)
-    assert cls.name == name
-    assert isinstance(cls.metric, str) and cls.metric in RANGE
-    assert isinstance(cls.higher_is_better, bool)
-    assert cls.higher_is_better == (cls.metric == "acc")
-    assert set(cls.default_target) == set(SIZES)
-    low, high = RANGE[cls.metric]
+    steps-to-target threshold for every size, inside the metric's natural range."""
+    info = task_info(name)
+    assert info.name == name
+    assert isinstance(info.metric, str) and info.metric in RANGE
+    assert isinstance(info.higher_is_better, bool)
+    assert info.higher_is_better == (info.metric == "acc")
+    assert set(info.targets) == set(SIZES)
+    low, high = RANGE[info.metric]
     for size in SIZES:
-        target = cls.default_target[size]
+        target = info.targets[size]
         assert isinstance(target, float) and low <= target <= high, (size, target)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_task_declares_the_sources_its_data_reads(name):
+    """The description's sources are the built-in data and the task's real-data sources."""
+    assert task_info(name).sources == ("builtin", *VALID_SOURCES[name][1:])
 
 
 def test_build_task_with_an_unknown_name_lists_the_valid_tasks():
     config = OmegaConf.structured(RunConfig)
     config.task = "speech"  # load_config refuses it; build_task is the last line of defence
-    for call in (lambda: build_task(config, lambda model: None, lambda step: 1.0), lambda: task_class("speech")):
+    for call in (lambda: build_task(config, lambda model: None, lambda step: 1.0), lambda: task_info("speech")):
         with pytest.raises(ValueError) as info:
             call()
         message = str(info.value)
         assert "'speech'" in message and "\n" not in message
-        assert all(name in message for name in TASKS)
+        assert all(name in message for name in BUILTIN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ def test_build_task_with_an_unknown_name_lists_the_valid_tasks():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=sorted(TASKS))
+@pytest.fixture(scope="module", params=sorted(BUILTIN))
 def builtin_run(request, tmp_path_factory):
     """One tiny run of each task on its built-in data: (task, summary, run directory)."""
     task = request.param
@@ -95,13 +103,13 @@ def builtin_run(request, tmp_path_factory):
 
 def test_builtin_run_completes_and_reports_its_metric(builtin_run):
     task, summary, _ = builtin_run
-    cls = task_class(task)
+    info = task_info(task)
     assert summary["status"] == "completed", summary["error"]
     assert summary["error"] is None
     assert summary["task"] == task and summary["global_step"] == STEPS
-    assert summary["metric"] == f"val/{cls.metric}"
-    assert summary["higher_is_better"] is cls.higher_is_better
-    assert summary["target"] == cls.default_target["tiny"]
+    assert summary["metric"] == f"val/{info.metric}"
+    assert summary["higher_is_better"] is info.higher_is_better
+    assert summary["target"] == info.targets["tiny"]
 
 
 def test_builtin_run_counts_its_trainable_parameters(builtin_run, tmp_path):
@@ -117,7 +125,7 @@ def test_builtin_run_logs_its_metric_in_range(builtin_run):
     metric = summary["metric"]
     rows = validations(root, metric)
     assert [row["step"] for row in rows] == list(range(VAL_EVERY, STEPS + 1, VAL_EVERY))
-    low, high = RANGE[task_class(task).metric]
+    low, high = RANGE[task_info(task).metric]
     for row in rows:
         assert math.isfinite(row[metric]) and low <= row[metric] <= high, row
     assert summary["final"][metric] == rows[-1][metric]
@@ -186,7 +194,7 @@ def test_train_on_real_data_source(tmp_path, source):
     root = run_dir(config)
     metric = summary["metric"]
     values = [row[metric] for row in validations(root, metric)]
-    low, high = RANGE[task_class(task).metric]
+    low, high = RANGE[task_info(task).metric]
     assert len(values) == 2 and all(math.isfinite(v) and low <= v <= high for v in values)
     recorded = OmegaConf.load(root / "config.yaml")
     assert recorded.data.source == source and recorded.data.path == config.data.path
@@ -214,15 +222,15 @@ def first_error(args: list[str]) -> tuple[str, Exception]:
     pytest.fail(f"no error: the run ended {summary['status']} ({summary['error']})")
 
 
-WRONG = [(task, source) for task in sorted(TASKS) for source in ("cifar10", "imagefolder", "manifest", "text")
+WRONG = [(task, source) for task in sorted(BUILTIN) for source in ("cifar10", "imagefolder", "manifest", "text")
          if source not in VALID_SOURCES[task]]
 
 
 @pytest.mark.parametrize("task,source", WRONG)
 def test_wrong_source_for_the_task_is_one_clear_line(tmp_path, task, source):
     """A source of another task (with an existing data.path) is refused before anything is
-    written, in one line that names the source and the task's valid sources. (It is train that
-    refuses it: load_config checks the source name, not that it fits the task.)"""
+    written, in one line that names the source and the task's valid sources (load_config
+    refuses it: the task's description says which sources it reads)."""
     (tmp_path / "data").mkdir()
     out_dir = tmp_path / "runs"
     stage, error = first_error(overrides(task, out_dir, f"data.source={source}", f"data.path={tmp_path / 'data'}"))
@@ -305,11 +313,11 @@ def test_lm_validation_text_shorter_than_a_window_is_refused(tmp_path):
 # The large sizes: the papers' models, one step each on the CPU
 # --------------------------------------------------------------------------------------------
 
-LARGE = {  # task: (model arguments, a small batch: short images, clips and sequences, at least this many parameters)
-    "vision": ((3, 10), lambda: (torch.randn(2, 3, 32, 32), torch.tensor([3, 7])), 10_000_000),
-    "asr": ((), lambda: (torch.randn(2, 64, 120), torch.tensor([120, 90]), torch.tensor([[8, 5, 12], [15, 1, 0]]),
+LARGE = {  # task: (model options, a small batch: short images, clips and sequences, at least this many parameters)
+    "vision": ({"in_channels": 3, "num_classes": 10}, lambda: (torch.randn(2, 3, 32, 32), torch.tensor([3, 7])), 10_000_000),
+    "asr": ({}, lambda: (torch.randn(2, 64, 120), torch.tensor([120, 90]), torch.tensor([[8, 5, 12], [15, 1, 0]]),
                          torch.tensor([3, 2])), 5_000_000),
-    "lm": ((), lambda: (torch.randint(0, 256, (2, 64)), torch.randint(0, 256, (2, 64))), 80_000_000),
+    "lm": ({}, lambda: (torch.randint(0, 256, (2, 64)), torch.randint(0, 256, (2, 64))), 80_000_000),
 }
 
 
@@ -318,9 +326,10 @@ LARGE = {  # task: (model arguments, a small batch: short images, clips and sequ
 def test_large_model_takes_one_optimizer_step_on_cpu(task):
     """ResNet-50, QuartzNet 5x5 and GPT-2 small (over bytes) have at least the papers' scale of
     parameters, and one NovoGrad step on a small batch moves every parameter that has a gradient."""
-    model_args, batch, at_least = LARGE[task]
-    module = task_class(task)("large", lambda model: build_optimizer("novograd", model, lr=0.01),
-                              lambda step: 1.0, *model_args)
+    model_options, batch, at_least = LARGE[task]
+    info = task_info(task)
+    module = load_object(info.module)(info, "large", lambda model: build_optimizer("novograd", model, lr=0.01),
+                                      lambda step: 1.0, **model_options)
     params = list(module.model.parameters())
     assert sum(p.numel() for p in params) >= at_least
     optimizer = module.configure_optimizers()["optimizer"]

@@ -204,6 +204,7 @@ def test_force_keeps_the_old_run_beside_the_new(tmp_path):
     assert (root / "summary.json").read_bytes() != old["summary.json"][1]  # a new run wrote it
 
 
+@pytest.mark.slow
 def test_force_twice_within_a_second_keeps_both(tmp_path):
     """Every forced re-run keeps the directory it replaces, however quickly they follow each other.
 

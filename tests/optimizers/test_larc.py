@@ -63,8 +63,8 @@ INNERS = {
     ),
 }
 
-REFERENCE_CASES = [
-    pytest.param(inner, mode, id=f"{inner}-{mode}")
+REFERENCE_CASES = [  # slow where the fused C++ kernel is built (its first use in a process: 40 s and more)
+    pytest.param(inner, mode, id=f"{inner}-{mode}", marks=[pytest.mark.slow] if "fused" in inner else [])
     for inner in INNERS
     for mode in MODES
 ]
@@ -110,7 +110,8 @@ def test_float64_parameters_match_the_reference_to_float64_precision(inner, mode
         torch.testing.assert_close(p.detach(), ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("inner, rewrites_grad", [("sgd", True), ("novograd", False), ("novograd_fused", False)])
+@pytest.mark.parametrize("inner, rewrites_grad", [
+    ("sgd", True), ("novograd", False), pytest.param("novograd_fused", False, marks=pytest.mark.slow)])
 def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, rewrites_grad):
     """Over SGD, LARC leaves s·g in ``p.grad``; over NovoGrad it folds s into NovoGrad's step and
     ``p.grad`` stays the gradient backward produced."""
@@ -124,6 +125,7 @@ def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, re
     assert min(scales) < 0.5
 
 
+@pytest.mark.slow  # builds the fused C++ kernel (its first use in a process: 40 s and more)
 @pytest.mark.parametrize("mode", MODES)
 def test_fused_novograd_computes_larc_itself(mode):
     """Over fused NovoGrad on float32 CPU tensors LARC takes the kernel path (``fuses_larc``), which

@@ -38,8 +38,9 @@ pytest.importorskip("triton")
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICES = [
-    pytest.param("cpu", id="interpreter",
-                 marks=pytest.mark.skipif(not INTERPRETED, reason="Triton is not in interpreter mode")),
+    pytest.param("cpu", id="interpreter",  # slow: the interpreter runs each program in numpy
+                 marks=[pytest.mark.slow,
+                        pytest.mark.skipif(not INTERPRETED, reason="Triton is not in interpreter mode")]),
     pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
 ]
 # Three chunks in the last tensor: sums over chunks and a partial last chunk.
@@ -172,6 +173,7 @@ def _state_dict_bytes(optimizer) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["novograd_amsgrad", "larc_novograd_clip", "lars", "larc_sgd_nesterov_scale"])
 def test_state_dict_round_trips_bit_exactly_across_paths(name, monkeypatch):
     """A Triton run resumed from a state_dict continues bit-identically; its state_dict has the

@@ -18,6 +18,7 @@ from tests.experiments.test_cli import assert_one_line_error, run_main
 STEPS = ["trainer.max_steps=12", "trainer.log_every_n_steps=4"]
 
 
+@pytest.mark.slow
 def test_the_bare_loop_trains_what_optbench_train_trains(tmp_path):
     """Same initial weights, batches, optimizer and schedule: after 12 steps the bare loop's loss
     equals the loss optbench train records at its last step, to float32 rounding."""
@@ -28,6 +29,7 @@ def test_the_bare_loop_trains_what_optbench_train_trains(tmp_path):
     assert abs(loss - summary["final"]["train/loss"]) <= 1e-6 * abs(loss)
 
 
+@pytest.mark.slow
 def test_the_command_prints_three_rows_against_the_bare_loop():
     console = Console(file=io.StringIO(), width=200)
     bench_harness([*TINY, *STEPS], rounds=1, console=console)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 
+import pytest
+import torch
+
 from rich.console import Console
 
 from experiments.bench.commands import bench_optimizers
@@ -13,6 +16,7 @@ from tests.experiments.test_cli import assert_one_line_error, run_main
 QUICK = ["bench", "optimizers", "--small", "--rounds", "1", "--steps", "1", "--warmup", "1", "--no-peers"]
 
 
+@pytest.mark.slow
 def test_cpu_bench_prints_the_rows_and_the_bandwidth_floor():
     """The small CPU bench times the asked rows beside torch's Adam and ends with the two
     bandwidth-floor rows (24 and 28 bytes per value), the 28-byte one the slower; no state there."""
@@ -31,3 +35,22 @@ def test_cpu_bench_prints_the_rows_and_the_bandwidth_floor():
 def test_cuda_bench_without_a_gpu_is_a_one_line_error(capsys):
     """``--device cuda`` where no CUDA device is visible (the suite hides them) exits 2 saying so."""
     assert_one_line_error(run_main(capsys, *QUICK, "--device", "cuda"), r"--device cuda: no CUDA device")
+
+
+@pytest.mark.slow
+def test_the_peers_are_rows_with_their_state_bytes_measured():
+    """LAMB, Lion, Muon, Schedule-Free AdamW and Adafactor are rows like the others, their state
+    measured the same way: Lion keeps one float32 buffer per value, LAMB and Schedule-Free AdamW
+    two (plus step counters), Adafactor's factored moments less than one."""
+    from experiments.bench.optimizer_steps import resnet50_shapes, time_optimizer_steps
+
+    names = ["lamb", "lion", "muon", "schedule_free_adamw", "adafactor"]
+    rows = {row.name: row for row in time_optimizer_steps(small=True, steps=1, warmup=1, rounds=1, threads=1,
+                                                          only=names, include_peers=False)}
+    values = sum(torch.Size(shape).numel() for shape in resnet50_shapes(small=True))
+    assert all(rows[name].median_ms > 0 for name in names)
+    assert 4 * values <= rows["lion"].state_bytes < 4 * values + 4096
+    for name in ("lamb", "schedule_free_adamw"):
+        assert 8 * values <= rows[name].state_bytes < 8 * values + 4096, name
+    assert 0 < rows["adafactor"].state_bytes < 4 * values
+    assert 4 * values < rows["muon"].state_bytes <= 8 * values + 4096  # momentum on matrices, AdamW's two elsewhere

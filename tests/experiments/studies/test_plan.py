@@ -95,7 +95,7 @@ def test_seed_runs_rerun_the_selected_point_with_each_seed() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["quick", "bs-scaling-vision", "bs-scaling-asr", "bs-scaling-lm", "stability",
-                                  "paper-table"])
+                                  "paper-table", "demo", "claims-lr", "claims-scaling"])
 def test_builtin_studies_plan(name: str) -> None:
     study = plan_study(load_spec(name))
     assert study.search_runs()
@@ -103,3 +103,42 @@ def test_builtin_studies_plan(name: str) -> None:
         assert len(study.cells) == 20 and {dict(c.key)["optimizer.name"] for c in study.cells} == {
             "novograd", "adamw", "sgd", "larc_sgd"}
         assert len({dict(c.key)["data.batch_size"] for c in study.cells}) >= 5 and len(study.spec.seeds) >= 2
+    if study.spec.seeds:  # a built-in that compares confirms each selected point with the 3 seeds an ordering needs
+        assert len(study.spec.seeds) >= 3 and (study.spec.search.extend or name == "demo")
+    if name.startswith(("bs-scaling", "claims-scaling")):
+        assert study.spec.measure_noise_scale
+
+
+def test_search_seeds_run_every_point_once_per_seed() -> None:
+    study = plan({**TINY_SPEC, "search": {**TINY_SPEC["search"], "seeds": [0, 1, 2]}, "seeds": [3, 4, 5]})
+    adamw = study.cells[0]
+    assert [(dict(t.point)["optimizer.lr"], t.config.seed) for t in adamw.trials] == [
+        (lr, seed) for lr in (0.003, 0.03) for seed in (0, 1, 2)]
+    assert adamw.trials[1].swept == {"optimizer.name": "adamw", "optimizer.lr": 0.003, "seed": 1}
+    assert [r.config.seed for r in study.seed_runs(adamw, adamw.trials[0])] == [3, 4, 5]
+
+
+def test_a_noise_scale_run_splits_its_batch_in_two_micro_batches() -> None:
+    study = plan({**TINY_SPEC, "measure_noise_scale": True, "grid": {"data.batch_size": [32, 256]},
+                  "max_micro_batch": 128, "optimizers": None})
+    small, large = study.cells
+    (noise,) = study.noise_runs(small, small.trials[0])
+    config = noise.config
+    assert (config.data.batch_size, config.trainer.accumulate_grad_batches, config.trainer.grad_noise_scale) == (16, 2, True)
+    assert noise.phase == "noise" and noise.swept["trainer.grad_noise_scale"] is True
+    (noise,) = study.noise_runs(large, large.trials[0])  # 2 x 128 already: nothing more to split
+    assert (noise.config.data.batch_size, noise.config.trainer.accumulate_grad_batches) == (128, 2)
+    assert plan(TINY_SPEC).noise_runs(small, small.trials[0]) == []
+
+
+def test_an_extension_tries_two_values_beyond_the_edge_at_the_searchs_spacing() -> None:
+    """lr in 0.003..0.03 with 2 points: one decade per spacing; momentum 1 − {0.01, 0.1}."""
+    study = plan(TINY_SPEC)
+    sgd = study.cells[1]
+    tried = [dict(t.point) for t in sgd.trials]
+    chosen = {"optimizer.lr": 0.03, "optimizer.momentum": 0.99}
+    runs = study.extension_runs(sgd, tried, chosen, ["optimizer.lr", "optimizer.momentum"])
+    assert [dict(r.point) for r in runs] == [
+        {"optimizer.lr": 0.3, "optimizer.momentum": 0.99}, {"optimizer.lr": 3.0, "optimizer.momentum": 0.99},
+        {"optimizer.lr": 0.03, "optimizer.momentum": 0.999}, {"optimizer.lr": 0.03, "optimizer.momentum": 0.9999}]
+    assert {r.phase for r in runs} == {"extend"}

@@ -11,7 +11,7 @@ import pytest
 from experiments.store import RunStore, write_json_atomic
 from experiments.studies.plan import plan_study
 from experiments.studies.protocol import INFEASIBLE, NOT_REACHED, PENDING, SELECTED, select
-from experiments.studies.runner import GIVEN_UP, TO_RUN, cell_selection, run_state, write_record
+from experiments.studies.runner import GIVEN_UP, TO_RUN, cell_selection, edge_line, run_state, write_record
 from experiments.studies.spec import parse_spec
 from experiments.studies.status import study_status
 
@@ -107,3 +107,100 @@ POINTS = [{"lr": 0.001}, {"lr": 0.01}, {"lr": 0.1}]
 def test_select(case, summaries, objective_name, state, chosen) -> None:
     selection = select(POINTS, summaries, objective_name)
     assert (selection.state, selection.chosen) == (state, chosen)
+
+
+def extended_plan(tmp_path: Path, extend: int, seeds: list[int] | None = None):
+    """lr 0.001 and 0.01 (a decade apart), extended up to ``extend`` times."""
+    spec = {"name": "synthetic", "base": {"size": "tiny", "out_dir": str(tmp_path)},
+            "grid": {"optimizer.name": ["adamw"]},
+            "search": {"space": {"optimizer.lr": {"log_range": [1e-3, 1e-2], "points": 2}}, "extend": extend}}
+    return plan_study(parse_spec({**spec, **({"seeds": seeds} if seeds else {})}))
+
+
+def finish_trials(selection, result) -> None:
+    for run in selection.trials():
+        if RunStore(run.root).summary() is None:
+            write_summary(run.root, result(dict(run.point)["optimizer.lr"]))
+
+
+def test_a_selection_on_an_edge_extends_the_search_and_selects_again(tmp_path: Path) -> None:
+    plan = extended_plan(tmp_path, extend=3)
+    (cell,) = plan.cells
+    selection = cell_selection(plan, cell)
+    assert selection.state == PENDING and selection.extensions == 0
+    finish_trials(selection, objective)  # the optimum, 0.01, is the largest lr tried
+    selection = cell_selection(plan, cell)
+    assert selection.state == PENDING and selection.extensions == 1  # waits for the extension's runs
+    assert [p["optimizer.lr"] for p in selection.points] == [0.001, 0.01, 0.1, 1.0]
+    finish_trials(selection, objective)
+    selection = cell_selection(plan, cell)
+    assert selection.state == SELECTED and selection.points[selection.chosen] == {"optimizer.lr": 0.01}
+    assert selection.extensions == 1 and selection.edges == () and selection.warning is None
+
+
+def test_extensions_stop_at_the_cap_and_the_status_counts_the_edges_left(tmp_path: Path) -> None:
+    plan = extended_plan(tmp_path, extend=2)
+    (cell,) = plan.cells
+    faster = lambda lr: summary(steps=round(100 / lr))  # noqa: E731  larger is always faster: no interior optimum
+    for _ in range(3):
+        finish_trials(cell_selection(plan, cell), faster)
+    selection = cell_selection(plan, cell)
+    assert selection.state == SELECTED and selection.extensions == 2 and selection.edges == ("optimizer.lr",)
+    assert selection.points[selection.chosen] == {"optimizer.lr": 100.0}  # 2 extensions of 2 values each
+    write_record(plan)
+    status = study_status(plan.study_dir)
+    assert status["cells"][0]["extensions"] == 2 and status["cells"][0]["edges"] == ["optimizer.lr"]
+    assert {row["phase"] for row in status["runs"]} == {"search", "extend"} and len(status["runs"]) == 6
+    assert edge_line(1, 1, 2) == ("1 of 1 selections remain on an edge of the search space "
+                                 "(searches extended up to 2 times: search.extend)")
+
+
+def test_search_seeds_select_by_the_mean_of_each_points_runs() -> None:
+    lucky, steady = [summary(steps=50), summary(steps=400)], [summary(steps=150), summary(steps=160)]
+    assert select(POINTS[:2], [lucky, steady]).chosen == 1  # mean 225 against 155: one lucky run does not win
+    assert select(POINTS[:2], [lucky, [summary(steps=150), summary("diverged")]]).chosen == 0  # a divergence: out
+    assert select(POINTS[:2], [lucky, None]).state == PENDING
+
+
+class StoreExecutor:
+    """Runs a study's commands by writing the summary each run would end with (no training):
+    ``result(run)`` gives it from the planned run."""
+
+    def __init__(self, plan, result) -> None:
+        self.plan, self.result, self.phases = plan, result, []  # phases: the phases of each call's runs
+
+    def run(self, commands, on_done, labels=None):
+        from experiments.studies.runner import cell_selection as selection_of
+
+        known = {run.run_id: run for cell in self.plan.cells for s in [selection_of(self.plan, cell)]
+                 for run in [*s.trials(), *(self.plan.seed_runs(cell, s.chosen_runs[0]) if s.chosen_runs else []),
+                             *(self.plan.noise_runs(cell, s.chosen_runs[0]) if s.chosen_runs else [])]}
+        self.phases.append(sorted({known[label].phase for label in labels}))
+        for index, label in enumerate(labels):
+            write_summary(known[label].root, self.result(known[label]))
+            on_done(index, 0)
+        return [0] * len(commands)
+
+
+def test_run_study_searches_extends_confirms_and_records_each_runs_role(tmp_path: Path) -> None:
+    from experiments.studies.record import CONFIRMING, MEASURING, SEARCHED, SELECTING, run_roles
+    from experiments.studies.runner import StudyLog, run_study
+    from rich.console import Console
+    import io
+
+    spec = {"name": "synthetic", "base": {"size": "tiny", "out_dir": str(tmp_path)}, "grid": {"optimizer.name": ["adamw"]},
+            "search": {"space": {"optimizer.lr": {"log_range": [1e-3, 1e-2], "points": 2}}, "extend": 2},
+            "seeds": [1, 2, 3], "measure_noise_scale": True}
+    plan = plan_study(parse_spec(spec))
+    executor = StoreExecutor(plan, lambda run: objective(dict(run.point)["optimizer.lr"]))
+    console = Console(file=io.StringIO(), width=200)
+    result = run_study(plan, executor, StudyLog(None, console))
+    assert executor.phases == [["search"], ["extend"], ["noise", "seeds"]]
+    assert len(result.runs) == 2 + 2 + 4 and not result.unfinished()
+    roles = run_roles(plan.study_dir)
+    assert sorted(role for role, _ in roles.values()) == sorted([SEARCHED] * 3 + [SELECTING] + [CONFIRMING] * 3 + [MEASURING])
+    assert "0 of 1 selections remain on an edge of the search space" in console.file.getvalue()
+    # a second invocation runs nothing
+    executor.phases.clear()
+    run_study(plan, executor, StudyLog(None, console))
+    assert executor.phases == []

@@ -1,5 +1,7 @@
-"""``optbench study run`` and ``status`` end to end: real ``optbench train`` subprocesses of tiny
-runs, a ``kill -9`` of a running study and its resume, the local executor's process isolation."""
+"""``optbench study run`` and ``status`` end to end: real ``optbench train`` processes of tiny
+runs (forked by a warm worker unless ``warm=false``), a ``kill -9`` and a SIGTERM of a running
+study and its resume, the same results with and without warm workers, the local executor's
+process isolation."""
 
 from __future__ import annotations
 
@@ -134,6 +136,74 @@ def test_kill_9_of_a_running_study_then_resume_ends_as_the_uninterrupted_study(f
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert results(study_dir) == results(reference)
     assert RunStore(training[0]).attempts() == 2  # resumed, not trained from scratch in a new directory
+
+
+@pytest.mark.slow
+def test_sigterm_of_a_study_interrupts_its_runs_which_then_resume(finished_study, spec_path, tmp_path) -> None:
+    """A scheduler's SIGTERM to the study reaches its (warm) runs: the study exits 143 once they
+    have recorded themselves as interrupted by SIGTERM; the same command resumes them."""
+    _, reference = finished_study
+    process = subprocess.Popen([*optbench_command(), "study", "run", str(spec_path), f"out_dir={tmp_path}", *PARALLEL],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=subprocess_env())
+    study_dir = tmp_path / "e2e"
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:  # a run holding its lock, with rows: training
+        runs = find_runs(study_dir) if study_dir.exists() else []
+        holders = [(r, RunStore(r).lock.holder()) for r in runs if any(RunStore(r).rows())]
+        training = [(r, holder["pid"]) for r, holder in holders if holder is not None]
+        if training:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no run of the study was seen training")
+    root, pid = training[0]
+    os.kill(pid, signal.SIGSTOP)  # it cannot finish before the study's SIGTERM reaches it
+    process.send_signal(signal.SIGTERM)
+    time.sleep(3)  # the study passes the signal on after a second
+    os.kill(pid, signal.SIGCONT)
+    assert process.wait(timeout=120) == 143
+    summary = RunStore(root).summary()
+    assert (summary["status"], summary["error"]) == ("interrupted", "interrupted by SIGTERM")
+    assert all(RunStore(r).status() != "running" for r in find_runs(study_dir))
+    resumed = study(spec_path, tmp_path, *PARALLEL)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert results(study_dir) == results(reference)
+
+
+@pytest.mark.slow
+def test_a_study_with_warm_workers_has_the_results_of_one_without(finished_study, spec_path, tmp_path) -> None:
+    """The runs of the study with warm workers (the default) and with ``warm=false`` (each run a
+    new process) log the same rows and end with the same summaries, bit for bit, but for the
+    timings."""
+    _, warm_dir = finished_study
+    cold = study(spec_path, tmp_path, *PARALLEL, "--executor-options", "warm=false")
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    cold_dir = tmp_path / "e2e"
+    assert [r.name for r in find_runs(cold_dir)] == [r.name for r in find_runs(warm_dir)]
+    for root in find_runs(warm_dir):
+        warm_store, cold_store = RunStore(root), RunStore(cold_dir / root.name)
+        for name in ("metrics.jsonl", "layers.jsonl"):
+            assert _untimed(warm_store.rows(name)) == _untimed(cold_store.rows(name)), (root.name, name)
+        assert _untimed([warm_store.summary()]) == _untimed([cold_store.summary()]), root.name
+
+
+_TIMINGS = {"wall_time", "throughput", "wall_time_s", "train_step_time_s", "throughput_samples_per_s",
+            "peak_memory_bytes"}
+
+
+def _untimed(rows) -> list[dict]:
+    """The rows without what measures time (or memory, which a forked process counts differently)."""
+    return [{k: _untimed([v])[0] if isinstance(v, dict) else v for k, v in row.items() if k not in _TIMINGS}
+            for row in rows]
+
+
+def test_every_study_run_is_a_command_a_warm_worker_runs(spec_path, tmp_path) -> None:
+    from experiments.studies.plan import plan_study
+    from experiments.studies.spec import load_spec
+    from experiments.studies.warm_worker import warm_module
+
+    plan = plan_study(load_spec(str(spec_path)), [f"out_dir={tmp_path}"])
+    assert all(warm_module(run.command()) == ("experiments.cli", ["train", *run.overrides]) for run in plan.search_runs())
 
 
 def wait_until(condition, timeout_s: float) -> bool:

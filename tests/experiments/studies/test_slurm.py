@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.store import RunStore, find_runs
 from experiments.studies.slurm import NO_EXIT_CODE, SlurmExecutor
 from tests.experiments.support import REPO, optbench_command, subprocess_env
 from tests.slurm_cluster import CRED_EXPIRE_S
@@ -170,3 +171,30 @@ def test_a_study_runs_on_slurm_as_it_runs_locally(slurm_cluster, tmp_path: Path)
     assert len(list((tmp_path / "out" / SPEC["name"] / "logs").glob("*.log"))) >= 4
     again = study(spec_path, tmp_path / "out", "--executor", "slurm")
     assert again.returncode == 0 and "search: 4 runs, 4 finished, 0 to run" in again.stdout, again.stdout
+
+
+@pytest.mark.slow
+def test_a_study_of_a_users_task_runs_on_slurm(slurm_cluster, tmp_path: Path) -> None:
+    """A user's task from a package on PYTHONPATH (``task=package.module:name``): each run, an
+    array task on the cluster, finds it in its own process and finishes; the runs are those the
+    local executor plans."""
+    from tests.experiments.outside_task import env_with, write_task_package
+    from tests.experiments.test_outside_tasks import study_spec
+
+    write_task_package(tmp_path / "outside")
+    spec = study_spec(tmp_path, "waves-slurm")
+    env = env_with(tmp_path / "outside")
+
+    def study(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*optbench_command(), "study", "run", str(spec), *args], capture_output=True,
+                              text=True, timeout=600, cwd=REPO, env=env)
+
+    result = study(f"out_dir={tmp_path / 'out'}", "--executor", "slurm", "--max-parallel", "2",
+                   "--executor-options", "time=10", "cpus_per_task=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = find_runs(tmp_path / "out" / "waves-slurm")
+    assert len(runs) == 12 and {RunStore(run).status() for run in runs} <= {"completed", "diverged"}
+    assert {RunStore(run).summary()["task"] for run in runs} == {"waves"}
+    planned = study(f"out_dir={tmp_path / 'local'}", "--dry-run")
+    search = [run.name for run in runs if RunStore(run).config()["seed"] == 0]
+    assert len(search) == 8 and all(run_id in planned.stdout for run_id in search)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from experiments.studies.space import SpaceError, edge_keys, parse_dimension, search_points
+from experiments.studies.space import SpaceError, edge_keys, extension_values, parse_dimension, search_points
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -62,3 +62,15 @@ def test_edge_keys_name_the_dimensions_whose_chosen_value_is_extreme() -> None:
     assert edge_keys(points, 0) == ["lr", "m"]
     assert edge_keys(points, 2) == ["lr"]
     assert edge_keys([{"lr": 0.1}], 0) == []  # one value: no space to be on the edge of
+
+
+@pytest.mark.parametrize("raw, tried, edge, spacings, values", [
+    ({"log_range": [1e-3, 1e-1]}, [1e-3, 1e-2, 1e-1], 1e-1, 2, [1.0, 10.0]),
+    ({"log_range": [1e-3, 1e-1]}, [1e-3, 1e-2, 1e-1], 1e-3, 2, [1e-4, 1e-5]),
+    ({"one_minus_log_range": [0.01, 0.1]}, [0.9, 0.99], 0.9, 1, []),  # 1 − 1 and 1 − 10: out of (0, 1)
+    ({"one_minus_log_range": [0.001, 0.01]}, [0.99, 0.999], 0.99, 1, [0.9]),
+    ({"range": [0, 1]}, [0.0, 0.5, 1.0], 1.0, 2, [1.5, 2.0]),
+    ([1, 2, 3], [1, 2, 3], 3, 2, []),
+], ids=["log-up", "log-down", "momentum-out-of-domain", "momentum-down", "linear", "values"])
+def test_extension_values_continue_the_range_on_its_scale(raw, tried, edge, spacings, values) -> None:
+    assert extension_values(parse_dimension("k", raw), tried, edge, spacings) == values

@@ -50,6 +50,14 @@ BAD_SPECS = [
     ("linked keys of the wrong width", changed(grid={"data.batch_size,trainer.max_steps": [[16, 20], [32]]}),
      "links 2 keys: each value must be a list of 2"),
     ("name not a directory name", changed(name="a/b"), "'name' must be a directory name"),
+    ("a seed both selects and scores", changed(search={**TINY_SPEC["search"], "seeds": [0, 1]}, seeds=[1, 2]),
+     "seed 1 is in both 'seeds' and 'search.seeds': the seeds that score a selected point must not be those that "
+     "selected it"),
+    ("a repeated search seed", changed(search={**TINY_SPEC["search"], "seeds": [0, 0]}), "search: 'seeds' repeats a seed"),
+    ("negative extend", changed(search={**TINY_SPEC["search"], "extend": -1}),
+     "search: 'extend' must be a non-negative integer, got -1"),
+    ("noise scale without seeds", changed(seeds=None, measure_noise_scale=True),
+     "'measure_noise_scale' adds a run to the seeds phase: add 'seeds'"),
 ]
 
 
@@ -86,7 +94,10 @@ def test_bad_command_is_a_one_line_error(case, argv, message, tmp_path, capsys) 
 # The executor is checked once the study is planned: a small spec plans in a fraction of the time.
 @pytest.mark.parametrize("case, argv, message", [
     ("unknown executor", ["--executor", "pbs"], "unknown executor 'pbs' (valid: local, slurm)"),
-    ("options for the local executor", ["--executor-options", "partition=x"], "takes no --executor-options"),
+    ("options for the local executor", ["--executor-options", "partition=x"],
+     "the local executor takes no --executor-options partition (valid: warm; runs at a time: --max-parallel)"),
+    ("warm not a boolean", ["--executor-options", "warm=sometimes"],
+     "--executor-options warm=sometimes is not a boolean (true or false)"),
     ("option not key=value", ["--executor-options", "partition"], "--executor-options 'partition' is not of the form"),
 ])
 def test_bad_executor_is_a_one_line_error(case, argv, message, write_spec, tmp_path, capsys) -> None:
