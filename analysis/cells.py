@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis import frames as F
@@ -22,7 +23,7 @@ from analysis.roles import HELD_OUT, SCORES, SELECTS, with_roles
 from experiments.best_point import RunResult, best_point
 from experiments.store import DIVERGED, FINISHED
 
-__all__ = ["CELL", "finished", "best_cells", "direction_of", "choose_cells", "scoring_runs", "run_result"]
+__all__ = ["CELL", "finished", "best_cells", "direction_of", "choose_cells", "scoring_runs", "run_results"]
 
 CELL = [F.TASK, F.OPTIMIZER, F.BATCH_SIZE, F.LR]
 
@@ -47,11 +48,13 @@ def _number(value: object) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def run_result(run: pd.Series | object) -> RunResult:
-    """A runs-frame row as ``best_point`` reads it (budget: ``max_steps``, else the steps taken)."""
-    budget = _number(getattr(run, F.MAX_STEPS)) or _number(getattr(run, F.GLOBAL_STEP)) or math.inf
-    return RunResult(diverged=getattr(run, F.STATUS) == DIVERGED, best=_number(getattr(run, F.BEST)),
-                     steps_to_target=_number(getattr(run, F.STEPS_TO_TARGET)), budget=budget)
+def run_results(runs: pd.DataFrame) -> list[RunResult]:
+    """Each runs-frame row as ``best_point`` reads it (budget: ``max_steps``, else the steps
+    taken), in order; read column by column (a row object per run costs more than the rest)."""
+    columns = (runs[name] for name in (F.STATUS, F.BEST, F.STEPS_TO_TARGET, F.MAX_STEPS, F.GLOBAL_STEP))
+    return [RunResult(diverged=status == DIVERGED, best=_number(best), steps_to_target=_number(steps),
+                      budget=_number(max_steps) or _number(taken) or math.inf)
+            for status, best, steps, max_steps, taken in zip(*columns)]
 
 
 def choose_cells(runs: pd.DataFrame, by: Sequence[str], objective: str, confirmed_only: bool = True) -> pd.DataFrame:
@@ -61,15 +64,22 @@ def choose_cells(runs: pd.DataFrame, by: Sequence[str], objective: str, confirme
     results = finished(runs)
     directions = direction_of(runs)
     results = results[results[F.TASK].isin(list(directions))]
+    results = results.assign(_result=run_results(results))
     rows = []
     for _, group in results.groupby(list(by), sort=True):
         if confirmed_only and group[HELD_OUT].any():
             group = group[group[HELD_OUT]]
-        cells = list(group[group[SELECTS]].groupby(CELL, sort=True))
-        points = [[run_result(run) for run in cell.itertuples(index=False)] for _, cell in cells]
+        selecting = group[group[SELECTS]]
+        # the cells in sorted order, each its runs' results in row order (as groupby gives them)
+        cells = selecting.groupby(CELL, sort=True)
+        number = cells.ngroup().to_numpy()
+        order = np.argsort(number, kind="stable")
+        bounds = np.searchsorted(number[order], np.arange(cells.ngroups + 1))
+        ordered = selecting["_result"].to_numpy()[order]
+        points = [list(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
         chosen = best_point(points, objective, directions[group[F.TASK].iloc[0]])
         if chosen is not None:
-            rows.append(dict(zip(CELL, cells[chosen][0])))
+            rows.append(dict(zip(CELL, cells.size().index[chosen])))
     return pd.DataFrame(rows, columns=CELL).astype(results[CELL].dtypes.to_dict())
 
 
