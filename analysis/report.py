@@ -140,7 +140,8 @@ _NEEDS = {"convergence": ("task", "optimizer", "step", "metric", "metric.higher_
           "targets": ("task", "optimizer", "step", "metric"), "memory": (),
           "stability": ("task", "optimizer", "lr", "metric"),
           "scaling": ("task", "optimizer", "batch_size", "lr", "step", "metric"),
-          "profiles": ("task", "optimizer", "step", "metric"), "layers": ()}
+          "profiles": ("task", "optimizer", "step", "metric"), "tuning": ("task", "optimizer", "lr", "step", "metric"),
+          "layers": ()}
 
 
 def _cause(name: str, left_out: Optional[pd.DataFrame]) -> str:
