@@ -26,7 +26,8 @@ sections=(
     "first-run|The default run|optbench train with no arguments (~5 min)"
     "demo|The demo|optbench demo: time, runs, findings, paper table (~7 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
-    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr; per-run fixed cost of quick and demo with and without warm workers (~60 min)"
+    "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
+    "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds (~12 min)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~40 min)"
     "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
@@ -228,12 +229,10 @@ section_studies() {
         took=$(timed "$optbench" study run "$study" out_dir="$work/runs" --max-parallel 2)
         echo "| \`$study\` | $(find "$work/runs/$study" -name summary.json | wc -l) | $took |"
     done
-    echo
-    fixed_cost
 }
 
-fixed_cost() {  # studies, with and without warm workers: what a run costs besides training
-    echo "**Per-run fixed cost, with and without warm workers.** Each study run with warm workers (the"
+section_fixed_cost() {  # a study with and without warm workers: what a run costs besides training
+    echo "Each study run with warm workers (the"
     echo "default) and with \`--executor-options warm=false\` (every run a new process), alternating which goes"
     echo "first, each time into a new directory, \`--max-parallel 2\`. Fixed cost per run = (2 × the study's wall"
     echo "time − Σ its runs' \`wall_time_s\`) / runs: what a run costs besides its training (starting,"
@@ -242,7 +241,7 @@ fixed_cost() {  # studies, with and without warm workers: what a run costs besid
     "$py" - "$optbench" "$work/fixed-cost" <<'PY'
 import json, pathlib, statistics, subprocess, sys, time
 optbench, work = sys.argv[1], pathlib.Path(sys.argv[2])
-studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 2)]  # (study, overrides, rounds)
+studies = [("quick", ["trainer.max_steps=15"], 3)]  # (study, overrides, rounds)
 print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 summary = []
