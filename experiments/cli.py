@@ -182,6 +182,12 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config file (overrides apply on top)")
 
 
+def _foreign_runs_help() -> str:
+    from analysis.run_map import foreign_runs_help  # only when analyze's help is asked for: a run imports no analysis
+
+    return foreign_runs_help()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="optbench", description="Benchmark first-order optimizers.")
     parser.add_argument("--version", action="version", version=f"optbench {_version()}")
@@ -236,10 +242,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="progress line interval when stderr is not a terminal (default 5)")
     train.set_defaults(func=_train)
 
-    from analysis.run_map import foreign_runs_help
-
     analyze = commands.add_parser("analyze", help="tables, figures and an HTML report from runs",
-                                  epilog=foreign_runs_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  epilog_factory=_foreign_runs_help, formatter_class=argparse.RawDescriptionHelpFormatter)
     analyze.add_argument("sources", nargs="+", metavar="SOURCE",
                          help="run-store directory, directory of wandb runs, or wandb:ENTITY/PROJECT[/GROUP]")
     analyze.add_argument("--out", required=True, help="report directory (index.html, tables/, figures/)")

@@ -331,11 +331,10 @@ def test_an_interrupted_users_task_resumes_to_the_uninterrupted_result(trained, 
     """SIGTERM past step 20 with a checkpoint on disk, then the same command: the validation rows
     and final loss equal those of the uninterrupted run."""
     _, uninterrupted_dir = trained
-    command = [*optbench_command(), "train", "task=wavetask:task", *RUN, f"out_dir={tmp_path}"]
     root, _, process = kill_when(
         tmp_path, lambda rows: max((r["step"] for r in rows), default=0) >= 20,
         lambda root, rows: (root / "checkpoints" / "last.ckpt").is_file(), signal.SIGTERM,
-        command=command, env=env_with(package_root))
+        overrides=["task=wavetask:task", *RUN], env=env_with(package_root))
     assert process.returncode == 143 and RunStore(root).summary()["status"] == "interrupted", process.stderr.read()
     resumed = optbench(package_root, "train", "task=wavetask:task", *RUN, f"out_dir={tmp_path}")
     assert resumed.returncode == 0, resumed.stderr
