@@ -122,7 +122,9 @@ for line in open(sys.argv[1]):
 ms = {name: float(cells[1]) for name, cells in rows.items()}
 peers = [name for name in ms if name.endswith("optimizer NovoGrad")]
 goals = [("NovoGrad ≤ 1.0× torch's fused Adam", "novograd (fused)", "torch Adam (fused)", 1.0),
+         ("NovoGrad's default path ≤ 1.5× torch's fused Adam", "novograd", "torch Adam (fused)", 1.5),
          ("LARC over NovoGrad ≤ 1.2× NovoGrad", "larc_novograd (fused)", "novograd (fused)", 1.2),
+         ("LARC over NovoGrad's default path ≤ 1.2× NovoGrad's", "larc_novograd", "novograd", 1.2),
          ("LARC over SGD ≤ 1.8× SGD", "larc_sgd", "sgd", 1.8)]
 if peers:
     goals.insert(1, ("NovoGrad ≤ 0.5× the faster peer NovoGrad", "novograd (fused)", min(peers, key=ms.get), 0.5))
