@@ -122,6 +122,7 @@ def test_no_pair_to_compare_is_inconclusive():
     assert verdict(scaling("sgd", 128.0), "scaling-extended")[0] == INCONCLUSIVE
 
 
+@pytest.mark.slow
 def test_optbench_claims_end_to_end(tmp_path, capsys):
     store, out = tmp_path / "runs", tmp_path / "claims"
     synthetic.write_store(store, synthetic.frames(tasks=("vision",), seeds=3))

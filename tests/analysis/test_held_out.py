@@ -68,6 +68,7 @@ def study(tmp_path_factory):
     return frames, selected, confirming
 
 
+@pytest.mark.slow
 def test_the_analysis_best_lr_is_the_one_the_study_selected(study):
     frames, selected, _ = study
     scaling = compare(frames, read_roles(frames.runs)).scaling.set_index([F.OPTIMIZER, F.BATCH_SIZE])

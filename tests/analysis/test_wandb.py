@@ -76,6 +76,7 @@ def test_force_rerun_logs_to_a_new_wandb_run(study, tmp_path):
     assert [p.name for p in run.glob("wandb/offline-run-*/*.wandb")] == [f"run-t-{run.name}-2.wandb"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_wandb_file_is_skipped_with_one_warning(study, tmp_path):
     """A flipped byte inside a record fails its checksum: the file is left out, named."""
     (real,) = next(iter(find_runs(study))).glob("wandb/offline-run-*/*.wandb")

@@ -102,6 +102,7 @@ def test_skipped_steps_count_as_steps_and_the_rate_follows_the_step(interrupted_
     assert [row["lr"] for row in rows] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_resume_restores_the_scale_and_never_warns(interrupted_and_resumed):
     """The resumed run goes on with the checkpoint's loss scale (not its fresh scaler's too-high
     initial one); and with the scheduler's step count restored, torch does not warn even without
@@ -118,6 +119,7 @@ def test_16_mixed_skipped_first_step_does_not_warn(interrupted_and_resumed):
     assert skipped_step_warnings(caught_first) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_the_warning_is_silenced_for_16_mixed_only(tmp_path, precision):
     """The same skipped first step under the filters of another precision does warn: the test

@@ -26,6 +26,7 @@ raise AssertionError("exit_after returned")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending, code, stderr", [
     ("return None", 0, ""),
     ("return 3", 3, ""),

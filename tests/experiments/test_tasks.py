@@ -101,6 +101,7 @@ def builtin_run(request, tmp_path_factory):
     return task, train(config), run_dir(config)
 
 
+@pytest.mark.slow
 def test_builtin_run_completes_and_reports_its_metric(builtin_run):
     task, summary, _ = builtin_run
     info = task_info(task)

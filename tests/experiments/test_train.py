@@ -288,6 +288,7 @@ ENDS_AT_ITS_CHECKPOINT = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, legacy", [(kind, False) for kind in ENDS_AT_ITS_CHECKPOINT] + [("completed", True)])
 def test_a_run_resumed_from_its_last_checkpoint_ends_as_it_did(tmp_path, kind, legacy):
     """Killed after its last checkpoint but before its summary (summary.json removed, as if),

@@ -415,6 +415,7 @@ def test_errors(optim_info, dtype, tc):
             raise NotImplementedError(f"Unknown error type {error_input.error_on}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("contiguous", [True, False])
 @pytest.mark.parametrize("with_lrsched", [True, False])
 @optims(NATIVE)
@@ -944,6 +945,7 @@ def test_optimizer_can_be_printed(optim_info, dtype, tc):
         optimizer.__repr__()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("is_named_optim0, is_named_optim1", NAMED_PAIRS)
 @optims(NATIVE)
 def test_state_dict_deterministic(optim_info, dtype, is_named_optim0, is_named_optim1, tc):
@@ -1065,6 +1067,7 @@ def test_can_load_older_state_dict(optim_info, dtype, tc):
         optimizer.step()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("is_named_optim0, is_named_optim1", NAMED_PAIRS)
 @optims(NATIVE)
 def test_can_load_from_to_named_state_dict(optim_info, dtype, is_named_optim0, is_named_optim1, tc):
@@ -1110,6 +1113,7 @@ def test_can_load_from_to_named_state_dict(optim_info, dtype, is_named_optim0, i
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("is_named_optim", [True, False])
 @optims(NATIVE)
 def test_save_load_equality_with_weights_only(optim_info, dtype, is_named_optim, tc):

@@ -67,6 +67,7 @@ def make(monkeypatch):
     return factory
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:NovoGrad's fused CPU kernel")
 @pytest.mark.parametrize("shape", [[], [1], [1, 1]])
 @pytest.mark.parametrize("name, path", list(cases(slow_paths=("compiled",))))
