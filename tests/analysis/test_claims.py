@@ -33,6 +33,7 @@ def quality(optimizer: str, values: list[float], **extra) -> list[dict]:
             for seed, value in enumerate(values)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("novograd, expected", [(4000, SUPPORTED), (6000, CONTRADICTED), (None, INCONCLUSIVE)])
 def test_novograd_state(novograd, expected):
     records = quality("adamw", [0.9] * 3, **{F.STATE_BYTES: 8000})
@@ -41,6 +42,7 @@ def test_novograd_state(novograd, expected):
     assert verdict(records, "novograd-state")[0] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("novograd, expected", [
     ([0.95, 0.96, 0.94], SUPPORTED),       # within noise of adamw: not worse
     ([0.80, 0.81, 0.79], CONTRADICTED),    # significantly worse
@@ -58,6 +60,7 @@ def lr_sweep(optimizer: str, reaching: set[float], lrs=(1e-3, 1e-2, 1e-1, 1.0)) 
              F.STEPS_TO_TARGET: 200 if lr in reaching else None} for lr in lrs for seed in SEEDS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("novograd, adamw, expected", [
     ({1e-3, 1e-2, 1e-1}, {1e-3}, SUPPORTED), ({1e-2}, {1e-2, 1e-1}, CONTRADICTED), ({1e-2}, {1e-1}, INCONCLUSIVE),
 ])
@@ -75,6 +78,7 @@ def divergence(optimizer: str, diverging: set[float], lrs=(0.1, 1.0, 3.0)) -> li
              F.STEPS_TO_TARGET: None if lr in diverging else 300} for lr in lrs for seed in SEEDS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sgd, larc, expected", [
     ({1.0, 3.0}, set(), SUPPORTED), ({1.0, 3.0}, {1.0, 3.0}, CONTRADICTED), (set(), set(), INCONCLUSIVE),
     ({3.0}, set(), INCONCLUSIVE),  # 3 of 3 against 0 of 3: Fisher's p = 0.1
@@ -94,6 +98,7 @@ def scaling(optimizer: str, b_crit: float, batches=(32, 64, 128, 256, 512), s_mi
              F.STEPS_TO_TARGET: round(s * (1 + 0.01 * seed)), **extra} for b, s in zip(batches, steps) for seed in SEEDS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("records, expected, why", [
     (scaling("sgd", 128.0), SUPPORTED, ""),
     (scaling("sgd", 100_000.0, s_min=0.005), INCONCLUSIVE, "one regime seen"),  # perfect scaling throughout
@@ -108,6 +113,7 @@ def momentum(value: float) -> dict:
     return {f"{F.CONFIG_PREFIX}optimizer.name": "sgd", f"{F.CONFIG_PREFIX}optimizer.options.momentum": value}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_momentum, without, expected", [
     (256.0, 32.0, SUPPORTED), (32.0, 256.0, CONTRADICTED), (128.0, 128.0, INCONCLUSIVE),
 ])

@@ -63,6 +63,7 @@ class GaussianMean(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
+@pytest.mark.slow
 def test_noise_scale_of_a_known_problem_in_a_real_run():
     """Micro-batches of 4, accumulated 4 times: the run's estimate lands within 15% of dσ²/|G|²."""
     d, sigma, micro, accumulate, steps = 10, 1.0, 4, 4, 300
@@ -80,6 +81,7 @@ def test_noise_scale_of_a_known_problem_in_a_real_run():
     assert callback.estimator.trace_sigma == pytest.approx(d * sigma**2, rel=0.15)
 
 
+@pytest.mark.slow
 def test_train_records_the_noise_scale(tmp_path):
     """trainer.grad_noise_scale=true logs gns/* rows and puts B_simple in summary.json."""
     config = load_config([*TINY, f"out_dir={tmp_path}", "trainer.max_steps=20", "trainer.accumulate_grad_batches=2",

@@ -182,6 +182,7 @@ class StoreExecutor:
         return [0] * len(commands)
 
 
+@pytest.mark.slow
 def test_run_study_searches_extends_confirms_and_records_each_runs_role(tmp_path: Path) -> None:
     from experiments.studies.record import CONFIRMING, MEASURING, SEARCHED, SELECTING, run_roles
     from experiments.studies.runner import StudyLog, run_study
