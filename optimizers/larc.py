@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Callable, Optional, Union
 
@@ -56,10 +57,11 @@ class LARC(Optimizer):
     gradients — except for inner optimizers that offer ``step_with_grad_scale`` (``NovoGrad``),
     which take :math:`s` and :math:`\lVert g \rVert^2` and fold them into their own passes, and
     fused NovoGrad (``fuses_larc()``: the Triton kernels or the C++ kernel), which computes
-    :math:`s` itself, and ``torch.optim.SGD`` on the Triton path (CUDA, unless ``foreach=True``
-    or ``fused=False`` was set on it): one norm pass over w and g, then one pass applying
-    :math:`s`, weight decay, momentum and the step, with ``p.grad`` left as it was and the
-    momentum buffers in SGD's own state (``state_dict`` is SGD's).
+    :math:`s` itself, and ``torch.optim.SGD`` where neither ``foreach`` nor ``fused`` was set on
+    it: on CUDA the Triton path, one norm pass over w and g, then one pass applying :math:`s`,
+    weight decay, momentum and the step; on the CPU (float32, without Nesterov) torch's fused SGD
+    kernel, one call per tensor with :math:`s` folded into its coefficients. Both leave ``p.grad``
+    as it was and keep the momentum buffers in SGD's own state (``state_dict`` is SGD's).
 
     The wrapper is a real ``torch.optim.Optimizer`` whose ``param_groups`` and ``state`` are the
     inner optimizer's own objects, so LR schedulers, ``state_dict``/``load_state_dict``,
@@ -145,7 +147,8 @@ class LARC(Optimizer):
         if fuses_larc is not None and fuses_larc():
             self.optimizer.step_with_larc()  # the inner kernel computes s in its own norm pass
             return loss
-        if isinstance(self.optimizer, torch.optim.SGD) and self._sgd_on_triton():
+        sgd_path = self._sgd_path() if isinstance(self.optimizer, torch.optim.SGD) else None
+        if sgd_path == "triton":
             for group in self.param_groups:
                 _triton_sgd_step(self.optimizer, group)
             return loss
@@ -167,6 +170,8 @@ class LARC(Optimizer):
             )
             scales.update(zip(params, group_scales))
             sq_norms.update(zip(params, group_sq_norms))
+        if sgd_path == "sgd_kernel" and _sgd_kernel_steps(self.optimizer, scales):
+            return loss
         fold = getattr(self.optimizer, "step_with_grad_scale", None)
         if fold is not None:
             fold(scales, sq_norms)
@@ -202,20 +207,62 @@ class LARC(Optimizer):
         """Evaluation mode for an inner optimizer that has one (Schedule-Free)."""
         set_mode(self.optimizer, training=False)
 
-    def _sgd_on_triton(self) -> bool:
-        """Whether every group of the inner SGD takes the Triton path (``optimizers.dispatch``).
-        Where it does not, SGD steps itself (with its own fused or foreach kernels): no warning."""
+    def _sgd_path(self) -> Optional[str]:
+        """The path of the inner SGD's groups where LARC has its own step for it: ``triton`` (CUDA)
+        or ``sgd_kernel`` (the CPU default for float32, without Nesterov), the same for every
+        group (``optimizers.dispatch``). None where SGD steps itself, with its own fused or foreach
+        kernels, on LARC's rescaled gradients: no warning."""
+        paths = set()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            if group.get("maximize") or group.get("differentiable"):
+                return None
             states = [self.state.get(p, {}) for p in params]  # .get: asking makes no state
             buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
-            path = implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
-                                  foreach=group.get("foreach"), warn=False)
-            if path != "triton" or group.get("maximize") or group.get("differentiable"):
-                return False
-        return True
+            paths.add(implementation([*params, *(p.grad for p in params), *buffers], fused=group.get("fused"),
+                                     foreach=group.get("foreach"), sgd_kernel=not group["nesterov"], warn=False))
+        return paths.pop() if len(paths) == 1 and paths <= {"triton", "sgd_kernel"} else None
+
+
+def _sgd_kernel_steps(optimizer: Optimizer, scales: dict[Tensor, Tensor]) -> bool:
+    r"""LARC over ``torch.optim.SGD`` in torch's fused SGD kernel on the CPU, one call per tensor,
+    with ``p.grad`` left as it was; False (nothing changed) where a factor s is not finite and
+    positive, and SGD then steps on rescaled gradients.
+
+    SGD on s·g: :math:`d = s g + \lambda w`; :math:`b \leftarrow d` on a tensor's first step, else
+    :math:`\mu b + (1-\text{dampening})\, d`; :math:`w \leftarrow w - \gamma b` (without momentum
+    :math:`w \leftarrow w - \gamma d`). The kernel computes
+    :math:`b \leftarrow \mu b + (1-\text{dampening}')(g + \lambda' w)`, :math:`w \leftarrow w - \gamma' b`
+    (without momentum :math:`w \leftarrow w - \gamma' (g + \lambda' w)`), and :math:`d = s (g + (\lambda/s) w)`,
+    so per tensor :math:`\lambda' = \lambda / s` and :math:`1-\text{dampening}' = s (1-\text{dampening})`,
+    or :math:`s` into a zero buffer on the first step; without momentum :math:`\gamma' = \gamma s`.
+    Nesterov's step adds :math:`\mu b` to d, which this cannot express (the caller does not
+    choose this path for it).
+    """
+    factors = {p: float(s) for p, s in scales.items()}
+    if not all(math.isfinite(s) and s > 0 for s in factors.values()):
+        return False
+    for group in optimizer.param_groups:
+        momentum, dampening, decay = group["momentum"], group["dampening"], group["weight_decay"]
+        lr = float(group["lr"])
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            s = factors[p]
+            if momentum == 0:
+                torch._fused_sgd_([p], [p.grad], [], weight_decay=decay / s, momentum=0.0, lr=lr * s,
+                                  dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+                continue
+            state = optimizer.state[p]
+            rate = s * (1.0 - dampening)
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                rate = s
+            torch._fused_sgd_([p], [p.grad], [state["momentum_buffer"]], weight_decay=decay / s, momentum=momentum,
+                              lr=lr, dampening=1.0 - rate, nesterov=False, maximize=False, is_first_step=False)
+    return True
 
 
 def _triton_sgd_step(optimizer: Optimizer, group: dict[str, Any]) -> None:

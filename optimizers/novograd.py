@@ -6,6 +6,7 @@ This file depends on torch alone: copy it into another project and it works.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -106,7 +107,9 @@ class NovoGrad(Optimizer):
             wins over ``foreach=False``, as in ``torch.optim``.
 
     Left unset (None), the step takes the fastest correct path for its tensors
-    (``optimizers.dispatch``): the multi-tensor Triton kernels on CUDA, ``foreach`` elsewhere.
+    (``optimizers.dispatch``): the multi-tensor Triton kernels on CUDA; on the CPU, for float32
+    contiguous tensors and :math:`\beta_1 \neq 0`, torch's fused SGD kernel with each tensor's
+    coefficients (one pass over g, m and w after the norms); ``foreach`` elsewhere.
     """
 
     def __init__(
@@ -321,7 +324,7 @@ def novograd(
     if not params:
         return
     params, grads, exp_avgs = _real_views(params), _real_views(grads), _real_views(exp_avgs)
-    path = _implementation(params, grads, fused, foreach)
+    path = _implementation(params, grads, fused, foreach, sgd_kernel=beta1 != 0)
     if larc is not None and path not in _LARC_PATHS:
         raise ValueError("larc= needs a fused kernel (see NovoGrad.fuses_larc())")
     # v is initialised from the first squared norm: at step 1 the average keeps nothing old.
@@ -367,10 +370,12 @@ def novograd(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
             **as_tensors, **flags,
         )
+    elif path == "single":
+        _single_tensor_novograd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+                                **coefficients, **flags)
     else:
-        func = _single_tensor_novograd if path == "single" else _multi_tensor_novograd
-        func(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
-             **coefficients, **flags)
+        _multi_tensor_novograd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grad_scales, grad_sq_norms,
+                               **coefficients, **flags, sgd_kernel=path == "sgd_kernel")
 
 
 def _single_tensor_novograd(
@@ -424,15 +429,16 @@ def _single_tensor_novograd(
 
 
 def _implementation(params: list[Tensor], grads: list[Tensor], fused: Optional[bool],
-                    foreach: Optional[bool]) -> str:
-    """The path for these tensors (``optimizers.dispatch``); where this file was copied without
-    its package: ``compiled`` for ``fused=True``, else ``foreach`` (``single`` if it is False)."""
+                    foreach: Optional[bool], sgd_kernel: bool = False) -> str:
+    """The path for these tensors (``optimizers.dispatch``; ``sgd_kernel``: whether the options
+    allow it, β1 ≠ 0); where this file was copied without its package: ``compiled`` for
+    ``fused=True``, else ``foreach`` (``single`` if it is False)."""
     try:
         from optimizers import dispatch, novograd_cpu
     except ImportError:
         return "compiled" if fused else ("single" if foreach is False else "foreach")
     return dispatch.implementation(
-        [*params, *grads], fused=fused, foreach=foreach, compiled=True, name="NovoGrad",
+        [*params, *grads], fused=fused, foreach=foreach, compiled=True, sgd_kernel=sgd_kernel, name="NovoGrad",
         cpu_kernel=lambda: novograd_cpu.supports(params, grads) and _cpu_kernel() is not None,
     )
 
@@ -505,9 +511,11 @@ def _multi_tensor_novograd(
     amsgrad: bool,
     eps_inside_sqrt: bool,
     reg_inside_moment: bool,
+    sgd_kernel: bool = False,
 ) -> None:
-    """The multi-tensor path: the same update as ``_single_tensor_novograd`` in ``torch._foreach``
-    kernels, for every tensor of the list at once."""
+    """The multi-tensor paths: the same update as ``_single_tensor_novograd`` for every tensor
+    of the list at once, the per-tensor scalars in a few stacked kernels, then m and w in
+    ``torch._foreach`` kernels or, with ``sgd_kernel``, in torch's fused SGD kernel."""
     if not params:
         return
     low_precision = [p.dtype in _LOW_PRECISION for p in params]
@@ -517,7 +525,7 @@ def _multi_tensor_novograd(
     else:
         weights = params
 
-    # The per-tensor scalars (‖g‖², v, the factors) as one stacked vector each: a few small
+    # The per-tensor scalars (‖g‖², v, the denominators) as one stacked vector each: a few small
     # kernels, where a multi-tensor op per quantity costs microseconds per tensor.
     sq_norms = torch.stack(torch._foreach_norm(grads, 2) if grad_sq_norms is None else grad_sq_norms)
     if grad_sq_norms is None:
@@ -531,8 +539,23 @@ def _multi_tensor_novograd(
         v = torch.maximum(torch.stack(max_exp_avg_sqs), v)
         torch._foreach_copy_(max_exp_avg_sqs, v.unbind(0))
     v_hat = v / bias_correction2
-    factor = ((v_hat + eps).sqrt() if eps_inside_sqrt else v_hat.sqrt() + eps).reciprocal_()
+    denom = (v_hat + eps).sqrt() if eps_inside_sqrt else v_hat.sqrt() + eps
 
+    step = dict(lr=lr, beta1=beta1, beta3=beta3, bias_correction1=bias_correction1, weight_decay=weight_decay,
+                reg_inside_moment=reg_inside_moment)
+    if not (sgd_kernel and _sgd_kernel_steps(weights, grads, exp_avgs, denom, scales, **step)):
+        _foreach_steps(weights, grads, exp_avgs, denom, scales, **step)
+    if any(low_precision):
+        for param, weight, low in zip(params, weights, low_precision):
+            if low:
+                param.copy_(weight)
+
+
+def _foreach_steps(weights: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], denom: Tensor,
+                   scales: Optional[Tensor], *, lr: float, beta1: float, beta3: float, bias_correction1: float,
+                   weight_decay: float, reg_inside_moment: bool) -> None:
+    """m and w in ``torch._foreach`` kernels, given each tensor's denominator (stacked)."""
+    factor = denom.reciprocal()
     # m and w change in place, the per-tensor factors entering as 0-dim tensors that addcmul
     # broadcasts: no temporary the size of the parameters, which on the CPU costs more than the
     # pass itself (each fresh allocation faults its pages in again).
@@ -554,7 +577,39 @@ def _multi_tensor_novograd(
         if weight_decay != 0:
             torch._foreach_mul_(weights, 1.0 - lr * weight_decay)
         torch._foreach_addcmul_(weights, exp_avgs, factor.unbind(0))
-    if any(low_precision):
-        for param, weight, low in zip(params, weights, low_precision):
-            if low:
-                param.copy_(weight)
+
+
+def _sgd_kernel_steps(weights: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], denom: Tensor,
+                      scales: Optional[Tensor], *, lr: float, beta1: float, beta3: float, bias_correction1: float,
+                      weight_decay: float, reg_inside_moment: bool) -> bool:
+    r"""m and w in torch's fused SGD kernel, one call per tensor; False (nothing changed) where a
+    tensor's coefficients are not finite, so that the caller takes the ``foreach`` steps.
+
+    The kernel computes :math:`m \leftarrow \mu m + (1-\text{dampening})(g + \lambda w)`,
+    :math:`w \leftarrow w - \gamma m` in one pass over g, m and w, without rewriting g. NovoGrad's
+    step is that step with, per tensor (denominator :math:`D`, LARC's factor :math:`s`, 1 without it):
+
+    * ``reg_inside_moment``: :math:`\mu = \beta_1`, :math:`1-\text{dampening} = \beta_3 s / D`,
+      :math:`\lambda = d D / s`, :math:`\gamma = \alpha / b_1`, since
+      :math:`\beta_3 (s g / D + d w) = (\beta_3 s / D)(g + (d D / s) w)`;
+    * decoupled: :math:`\mu = \beta_1`, :math:`1-\text{dampening} = \beta_3 s`, :math:`\lambda = 0`,
+      :math:`\gamma = \alpha / (b_1 D)`, after :math:`w \leftarrow (1 - \alpha d) w`.
+
+    With :math:`\beta_1 = 0` the kernel keeps no m (the caller does not choose this path then).
+    """
+    denoms = denom.tolist()
+    factors = scales.tolist() if scales is not None else [1.0] * len(denoms)
+    if not all(math.isfinite(d) and d > 0 for d in denoms) or not all(math.isfinite(s) and s > 0 for s in factors):
+        return False
+    if not all(m.is_contiguous() for m in exp_avgs):  # a moment loaded with another layout
+        return False
+    if not reg_inside_moment and weight_decay != 0:
+        torch._foreach_mul_(weights, 1.0 - lr * weight_decay)
+    for w, g, m, d, s in zip(weights, grads, exp_avgs, denoms, factors):
+        if reg_inside_moment:
+            rate, decay, step_lr = beta3 * s / d, weight_decay * d / s, lr / bias_correction1
+        else:
+            rate, decay, step_lr = beta3 * s, 0.0, lr / (bias_correction1 * d)
+        torch._fused_sgd_([w], [g], [m], weight_decay=decay, momentum=beta1, lr=step_lr, dampening=1.0 - rate,
+                          nesterov=False, maximize=False, is_first_step=False)
+    return True

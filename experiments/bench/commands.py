@@ -23,11 +23,13 @@ def bench_optimizers(*, small: bool = False, steps: int = 10, warmup: int = 3, r
     """``optbench bench optimizers``: time one ``step()`` of every optimizer (``only``: of these
     rows, beside torch's Adam) on ResNet-50's parameter shapes (``small``: channels / 8), then
     the bandwidth-floor rows; ``peers``: also the peer packages' implementations, where
-    installed (a line names those that are not). ``markdown``: the table again, as Markdown.
+    installed (a line names those that are not); on a CPU, then the goals' paired ratios
+    (``experiments.bench.optimizer_goals``). ``markdown``: the tables again, as Markdown.
     Returns the ``BenchRow``s; an unknown row or ``device="cuda"`` without a GPU raise
     ``ValueError``."""
     import torch
 
+    from experiments.bench.optimizer_goals import goal_results, goals_markdown
     from experiments.bench.optimizer_step_table import bench_markdown, bench_table
     from experiments.bench.optimizer_steps import missing_peers, time_optimizer_steps
 
@@ -46,8 +48,18 @@ def bench_optimizers(*, small: bool = False, steps: int = 10, warmup: int = 3, r
     missing = missing_peers()
     if missing and peers:
         console.out(f"peer rows left out, not installed: {', '.join(missing)}", highlight=False)
+    if device == "cpu":
+        goals = Table(title="goals on a CPU: paired ratios, the median of the rounds' ratios")
+        for column in ("goal", "rows", "ratio", "rounds", ""):
+            goals.add_column(column)
+        for goal, reference, ratio, per_round in goal_results(rows):
+            goals.add_row(goal.text, f"{goal.row} / {reference}", f"{ratio:.2f}",
+                          " ".join(f"{r:.2f}" for r in per_round), "met" if ratio <= goal.bound else "missed")
+        console.print(goals)
     if markdown:
         console.out(bench_markdown(rows), highlight=False)
+        if device == "cpu":
+            console.out("\n" + goals_markdown(rows), highlight=False)
     return rows
 
 

@@ -12,14 +12,14 @@ __all__ = ["bench_table", "bench_markdown"]
 
 def _bench_cells(rows: list[BenchRow]) -> list[list[str]]:
     by_name = {row.name: row for row in rows}
-    reference_ms = by_name[REFERENCE_ROW].median_ms
+    reference = by_name[REFERENCE_ROW]
     adam_bytes = by_name[ADAM_STATE_ROW].state_bytes
     cells = []
     for row in rows:
         cells.append([
             row.name,
             f"{row.median_ms:.2f}",
-            f"{row.median_ms / reference_ms:.2f}",
+            f"{row.ratio_to(reference):.2f}",
             "" if row.state_bytes is None else f"{row.state_bytes / 2**20:.1f}",
             "" if row.state_bytes is None else f"{row.state_bytes / adam_bytes:.3f}",
             "" if row.first_step_s is None else f"{row.first_step_s:.1f}",

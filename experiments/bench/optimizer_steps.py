@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -68,10 +68,19 @@ class BenchRow:
     state_bytes: Optional[int] = 0  # None: not an optimizer
     first_step_s: Optional[float] = None  # where compiled: includes building/compiling the kernel
     compiles: bool = False  # its first step builds or compiles a kernel: first_step_s is measured
+    round_ms: list[float] = field(default_factory=list)  # the median step of each round
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.ms)
+
+    def ratio_to(self, reference: "BenchRow") -> float:
+        """This row's step time over ``reference``'s, paired by round: the median of the rounds'
+        ratios, so that the machine's drift between rounds (±20% here) cancels in each ratio. A
+        row timed once (a bandwidth floor) is divided by the reference's median."""
+        if len(self.round_ms) != len(reference.round_ms) or not self.round_ms:
+            return self.median_ms / reference.median_ms
+        return statistics.median(a / b for a, b in zip(self.round_ms, reference.round_ms))
 
 
 # The peer implementations: (module, the package's name on PyPI), installed by the ``bench`` extra.
@@ -200,7 +209,9 @@ def _time_row(row: BenchRow, shapes: list[tuple[int, ...]], steps: int, warmup: 
         row.first_step_s = first / 1e3
     for _ in range(warmup - 1):
         one_step()
-    row.ms += [one_step() for _ in range(steps)]
+    timed = [one_step() for _ in range(steps)]
+    row.ms += timed
+    row.round_ms.append(statistics.median(timed))
     row.state_bytes = optimizer_state_bytes(optimizer)
 
 

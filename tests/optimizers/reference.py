@@ -95,7 +95,7 @@ class ReferenceNovoGrad:
 
 
 class ReferenceSGD:
-    """``torch.optim.SGD`` (dampening 0): d = g + λw; buf = d on the first step, else μ buf + d;
+    """``torch.optim.SGD``: d = g + λw; buf = d on the first step, else μ buf + (1 − dampening) d;
     Nesterov steps along d + μ buf, heavy ball along buf; w ← w − γ d."""
 
     def __init__(
@@ -104,12 +104,14 @@ class ReferenceSGD:
         *,
         lr: float,
         momentum: float = 0.0,
+        dampening: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
         self.params = [p.detach().double().clone() for p in params]
         self.lr = lr
         self.momentum = momentum
+        self.dampening = dampening
         self.nesterov = nesterov
         self.weight_decay = weight_decay
         self.bufs: list[Optional[Tensor]] = [None for _ in self.params]
@@ -119,7 +121,7 @@ class ReferenceSGD:
             d = g.double() + self.weight_decay * w
             if self.momentum:
                 buf = self.bufs[i]
-                buf = d.clone() if buf is None else self.momentum * buf + d
+                buf = d.clone() if buf is None else self.momentum * buf + (1 - self.dampening) * d
                 self.bufs[i] = buf
                 d = d + self.momentum * buf if self.nesterov else buf
             self.params[i] = w - self.lr * d

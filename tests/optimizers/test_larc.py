@@ -31,10 +31,23 @@ MODES = {"clip": {"lr": 0.01, "eta": 0.002}, "scale": {"lr": 0.1, "eta": 0.02}}
 DECOUPLED = {"reg_inside_moment": False, "bias_correction": True, "grad_averaging": True, "weight_decay": 0.01}
 
 # Inner optimizers: name -> (package factory, float64 reference factory), both taking (params, lr).
+# Over SGD on float32 CPU tensors LARC takes torch's fused SGD kernel unless SGD is told foreach.
 INNERS = {
     "sgd": (
         lambda params, lr: SGD(params, lr=lr, momentum=0.9, weight_decay=0.01),
         lambda weights, lr: ReferenceSGD(weights, lr=lr, momentum=0.9, weight_decay=0.01),
+    ),
+    "sgd_foreach": (
+        lambda params, lr: SGD(params, lr=lr, momentum=0.9, weight_decay=0.01, foreach=True),
+        lambda weights, lr: ReferenceSGD(weights, lr=lr, momentum=0.9, weight_decay=0.01),
+    ),
+    "sgd_dampened": (
+        lambda params, lr: SGD(params, lr=lr, momentum=0.9, dampening=0.3, weight_decay=0.01),
+        lambda weights, lr: ReferenceSGD(weights, lr=lr, momentum=0.9, dampening=0.3, weight_decay=0.01),
+    ),
+    "sgd_without_momentum": (
+        lambda params, lr: SGD(params, lr=lr, weight_decay=0.01),
+        lambda weights, lr: ReferenceSGD(weights, lr=lr, weight_decay=0.01),
     ),
     "sgd_nesterov": (
         lambda params, lr: SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0.01),
@@ -111,10 +124,12 @@ def test_float64_parameters_match_the_reference_to_float64_precision(inner, mode
 
 
 @pytest.mark.parametrize("inner, rewrites_grad", [
-    ("sgd", True), ("novograd", False), pytest.param("novograd_fused", False, marks=pytest.mark.slow)])
+    ("sgd", False), ("sgd_without_momentum", False), ("sgd_foreach", True), ("sgd_nesterov", True),
+    ("novograd", False), pytest.param("novograd_fused", False, marks=pytest.mark.slow)])
 def test_only_optimizers_without_the_fold_hook_get_rewritten_gradients(inner, rewrites_grad):
-    """Over SGD, LARC leaves s·g in ``p.grad``; over NovoGrad it folds s into NovoGrad's step and
-    ``p.grad`` stays the gradient backward produced."""
+    """Over SGD's own kernels (foreach, Nesterov), LARC leaves s·g in ``p.grad``; over NovoGrad
+    it folds s into NovoGrad's step, and over SGD on the CPU default it folds s into torch's fused
+    SGD kernel: ``p.grad`` stays the gradient backward produced."""
     weights, grads = random_problem(steps=1)
     params, _ = run_package(make_larc(inner, "clip"), weights, grads)
     reference = ReferenceLARC(INNERS[inner][1](weights, MODES["clip"]["lr"]))
@@ -168,12 +183,12 @@ def test_fused_novograd_larc_with_zero_lr_is_finite():
 @pytest.mark.parametrize("mode", MODES)
 def test_zero_weight_or_zero_grad_keeps_the_gradient(mode):
     """A tensor with ‖w‖ = 0 or ‖g‖ = 0 keeps its gradient (s = 1), with no NaN, while a normal
-    tensor beside it is rescaled."""
+    tensor beside it is rescaled (seen in ``p.grad``: SGD's foreach path gets rewritten gradients)."""
     zero_weight = nn.Parameter(torch.zeros(4))
     zero_grad = nn.Parameter(torch.randn(3))
     normal = nn.Parameter(torch.randn(5))
     grads = {zero_weight: torch.randn(4), zero_grad: torch.zeros(3), normal: 10 * torch.randn(5)}
-    larc = LARC(SGD(list(grads), lr=0.1), eta=MODES[mode]["eta"], mode=mode)
+    larc = LARC(SGD(list(grads), lr=0.1, foreach=True), eta=MODES[mode]["eta"], mode=mode)
     for p, g in grads.items():
         p.grad = g.clone()
     larc.step()

@@ -30,11 +30,12 @@ COMBOS = {
     "no_weight_decay": {"weight_decay": 0.0},
 }
 
-PATHS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+# "sgd_kernel" is the CPU default for float32 (no option set): torch's fused SGD kernel per tensor.
+PATHS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "sgd_kernel": {}, "fused": {"fused": True}}
 
 REFERENCE_CASES = [
     # "fused" on float32 CPU tensors is the C++ kernel (built once per machine, then cached).
-    *(pytest.param(combo, path, id=f"{combo}-{path}") for combo in COMBOS for path in ("single", "foreach", "fused")),
+    *(pytest.param(combo, path, id=f"{combo}-{path}") for combo in COMBOS for path in ("single", "foreach", "sgd_kernel", "fused")),
     # The torch.compile fallback takes seconds per option set: two combinations cover it.
     *(pytest.param(combo, "compiled", id=f"{combo}-compiled", marks=pytest.mark.slow) for combo in ("default", "decoupled")),
 ]
@@ -67,13 +68,14 @@ def test_matches_float64_reference(combo, path, path_options):
         torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("path", ["foreach", "sgd_kernel"])
 @pytest.mark.parametrize("combo", COMBOS)
-def test_foreach_equals_single_tensor(combo):
-    """The multi-tensor path computes the single-tensor path's update up to float32 rounding
+def test_multi_tensor_paths_equal_single_tensor(combo, path):
+    """The multi-tensor paths compute the single-tensor path's update up to float32 rounding
     (20 steps accumulate a few ulps: the paths order their operations differently)."""
     weights, grads = random_problem(steps=20)
     single, _ = run_package(make_novograd(**COMBOS[combo], foreach=False), weights, grads)
-    multi, _ = run_package(make_novograd(**COMBOS[combo], foreach=True), weights, grads)
+    multi, _ = run_package(make_novograd(**COMBOS[combo], **PATHS[path]), weights, grads)
     for a, b in zip(single, multi):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=2e-6)
 
@@ -81,7 +83,7 @@ def test_foreach_equals_single_tensor(combo):
 
 
 @pytest.mark.parametrize("combo", ["default", "decoupled"])
-@pytest.mark.parametrize("path", ["single", "foreach", "fused"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel", "fused"])
 def test_step_with_grad_scale_is_a_step_on_scaled_gradients(combo, path):
     """``step_with_grad_scale(s, ‖g‖²)`` (LARC's folded hook) is a NovoGrad step on s·g."""
     weights, grads = random_problem(steps=10)
@@ -103,7 +105,7 @@ def test_step_with_grad_scale_is_a_step_on_scaled_gradients(combo, path):
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
-@pytest.mark.parametrize("path", ["single", "foreach"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel"])
 def test_state_layout(amsgrad, path):
     """State per tensor is exactly: step (CPU float32 count), exp_avg (like the parameter),
     exp_avg_sq (0-dim float32) and, only with amsgrad, max_exp_avg_sq (0-dim float32)."""
@@ -138,7 +140,8 @@ def test_bfloat16_params_keep_float32_state_and_track_float32_run(path):
 
 @pytest.mark.parametrize(
     "combo, path",
-    [("default", "single"), ("default", "foreach"), ("amsgrad", "foreach"), ("decoupled", "foreach")],
+    [("default", "single"), ("default", "foreach"), ("amsgrad", "foreach"), ("decoupled", "foreach"),
+     ("default", "sgd_kernel"), ("decoupled", "sgd_kernel")],
 )
 def test_state_dict_round_trip_is_bit_exact(combo, path):
     """Saving after 5 steps and resuming in a fresh optimizer over copied parameters continues
@@ -177,7 +180,7 @@ ZERO_GRAD_COMBOS = ["default", "decoupled", "eps_inside_sqrt", "amsgrad"]
 
 
 @pytest.mark.parametrize("combo", ZERO_GRAD_COMBOS)
-@pytest.mark.parametrize("path", ["single", "foreach"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel"])
 def test_zero_gradient_changes_weights_only_by_weight_decay(combo, path):
     """All-zero gradients from the first step: no NaN, and the weights move exactly as weight decay
     alone moves them (the float64 reference with zero gradients)."""
@@ -193,7 +196,7 @@ def test_zero_gradient_changes_weights_only_by_weight_decay(combo, path):
 
 
 @pytest.mark.parametrize("combo", ZERO_GRAD_COMBOS)
-@pytest.mark.parametrize("path", ["single", "foreach"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel"])
 def test_zero_gradient_without_weight_decay_leaves_weights_unchanged(combo, path):
     """All-zero gradients and weight_decay=0: every weight stays bit-identical."""
     weights, _ = random_problem()
@@ -203,7 +206,7 @@ def test_zero_gradient_without_weight_decay_leaves_weights_unchanged(combo, path
         assert torch.equal(p.detach(), w)
 
 
-@pytest.mark.parametrize("path", ["single", "foreach"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel"])
 def test_params_without_grad_are_skipped(path):
     """A parameter whose grad is None gets no state and does not move; the others step."""
     stepped, skipped = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(4))
@@ -215,7 +218,7 @@ def test_params_without_grad_are_skipped(path):
     assert not torch.equal(stepped.detach(), torch.ones(3))
 
 
-@pytest.mark.parametrize("path", ["single", "foreach"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel"])
 def test_each_tensor_counts_its_own_steps(path):
     """A tensor whose grad was None for the first two steps starts its own step count (and bias
     correction, and v initialisation) when it first gets a gradient, beside a tensor at step 3."""
@@ -386,7 +389,7 @@ def test_compiled_body_has_no_graph_break(combo):
              reg_inside_moment=options.get("reg_inside_moment", True))
 
 
-@pytest.mark.parametrize("path", ["single", "foreach", "fused"])
+@pytest.mark.parametrize("path", ["single", "foreach", "sgd_kernel", "fused"])
 def test_older_state_dicts_resume_bit_exactly(path):
     """A state_dict whose ``step`` is a plain number (older checkpoints) and whose groups predate
     the ``foreach``/``fused`` options loads, gets the defaults and the CPU float32 step count,
@@ -411,3 +414,60 @@ def test_older_state_dicts_resume_bit_exactly(path):
     step_all(fresh, resumed, grads[3:])
     for a, b in zip(straight, resumed):
         assert torch.equal(a, b)
+
+
+
+@pytest.mark.parametrize("tensor, options, expected", [
+    (torch.zeros(3, 4), {}, "sgd_kernel"),
+    (torch.zeros(3, 4), {"betas": (0.0, 0.98)}, "foreach"),  # β1 = 0: the kernel keeps no moment
+    (torch.zeros(4, 3).t(), {}, "foreach"),  # the CPU kernel reads raw pointers: contiguous only
+    (torch.zeros(3, 4, dtype=torch.float64), {}, "foreach"),
+    (torch.zeros(3, 4, dtype=torch.bfloat16), {}, "foreach"),
+    (torch.zeros(3, 4), {"foreach": True}, "foreach"),
+])
+def test_cpu_default_path_is_the_sgd_kernel_where_it_applies(tensor, options, expected, monkeypatch):
+    """Left unset, float32 contiguous CPU tensors step through torch's fused SGD kernel; other
+    dtypes, layouts, β1 = 0 and an explicit ``foreach=True`` take the foreach kernels. Either way
+    two steps follow the float64 reference."""
+    monkeypatch.setenv("OPTBENCH_TRITON_ON_CPU", "0")
+    calls = []
+    real = torch._fused_sgd_
+    monkeypatch.setattr(torch, "_fused_sgd_", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(tensor.shape, generator=gen).to(tensor.dtype)
+    p = nn.Parameter(tensor.copy_(start))
+    betas = options.get("betas", (0.95, 0.98))
+    optimizer = NovoGrad([p], lr=0.1, **options)
+    reference = ReferenceNovoGrad([start], lr=0.1, betas=betas)
+    for _ in range(2):
+        grad = torch.randn(tensor.shape, generator=gen)
+        p.grad = grad.to(tensor.dtype).t().contiguous().t() if not tensor.is_contiguous() else grad.to(tensor.dtype)
+        optimizer.step()
+        reference.step([p.grad.double()])
+    assert ("sgd_kernel" if calls else "foreach") == expected
+    tolerance = 2e-2 if tensor.dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(p.detach().double(), reference.params[0], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("combo", ["default", "decoupled"])
+def test_sgd_kernel_leaves_gradients_unchanged(combo):
+    """The default CPU path reads the gradients and never writes them (as the foreach path)."""
+    weights, grads = random_problem(steps=3)
+    params, _ = run_package(make_novograd(**COMBOS[combo]), weights, grads)
+    for p, g in zip(params, grads[-1]):
+        assert torch.equal(p.grad, g)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_sgd_kernel_falls_back_to_foreach_on_a_non_finite_gradient(bad):
+    """An inf or NaN gradient (a diverging run) gives coefficients the SGD kernel cannot carry:
+    that step runs the foreach kernels instead, and the run matches the foreach path's, NaN where
+    it has NaN."""
+    weights, grads = random_problem(steps=4)
+    grads[2][1] = grads[2][1].clone()
+    grads[2][1][0] = bad
+    default, _ = run_package(make_novograd(), weights, grads)
+    foreach, _ = run_package(make_novograd(foreach=True), weights, grads)
+    assert not torch.isfinite(foreach[1]).all()
+    for a, b in zip(default, foreach):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=2e-6, equal_nan=True)

@@ -33,12 +33,13 @@ MAKERS = {
 # Optimizer -> its paths -> the options selecting each (the triton path also needs the fixture's
 # switch; compiled is fused with the C++ kernel unavailable).
 PATHS = {
-    "NovoGrad": {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True},
+    "NovoGrad": {"single": {"foreach": False}, "foreach": {"foreach": True}, "sgd_kernel": {}, "fused": {"fused": True},
                  "compiled": {"fused": True}, "triton": {}},
     "LARS": {"foreach": {"fused": False}, "triton": {}},
-    "LARC(SGD)": {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}, "triton": {}},
-    "LARC(NovoGrad)": {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True},
-                       "triton": {}},
+    "LARC(SGD)": {"single": {"foreach": False}, "foreach": {"foreach": True}, "sgd_kernel": {}, "fused": {"fused": True},
+                  "triton": {}},
+    "LARC(NovoGrad)": {"single": {"foreach": False}, "foreach": {"foreach": True}, "sgd_kernel": {},
+                       "fused": {"fused": True}, "triton": {}},
 }
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -162,7 +163,9 @@ FEATURES = {
     "`maximize`": ("no option", "no option", "as the inner optimizer"),
     "`capturable` (CUDA graphs)": ("no: the step count lives on the CPU", "no option", "no"),
     "`differentiable`": ("no option", "no option", "no"),
-    "`foreach`": ("yes; the CPU default", "no option; the CPU path", "as the inner optimizer"),
+    "`foreach`": ("yes; the CPU default, except float32, which takes torch's fused SGD kernel per tensor",
+                  "no option; the CPU path", "as the inner optimizer; over SGD (float32 CPU, no Nesterov) with neither "
+                  "set: torch's fused SGD kernel per tensor"),
     "`fused`": ("yes: Triton (the CUDA default), C++ kernel (float32 CPU), torch.compile (other dtypes)",
                 "yes: Triton (the CUDA default)", "fused NovoGrad computes LARC's factor itself; over SGD on CUDA: Triton"),
 }

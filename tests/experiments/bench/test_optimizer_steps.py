@@ -54,3 +54,27 @@ def test_the_peers_are_rows_with_their_state_bytes_measured():
         assert 8 * values <= rows[name].state_bytes < 8 * values + 4096, name
     assert 0 < rows["adafactor"].state_bytes < 4 * values
     assert 4 * values < rows["muon"].state_bytes <= 8 * values + 4096  # momentum on matrices, AdamW's two elsewhere
+
+
+def test_ratios_are_paired_by_round_and_goals_say_met_or_missed():
+    """A row's ratio is the median of its per-round ratios to the reference, so drift that slows
+    both rows of a round cancels (here the medians of all steps would say 1.5×, the rounds 1.2×);
+    each goal is met at or under its bound, and the markdown lists the rounds."""
+    from experiments.bench.optimizer_goals import goal_results, goals_markdown
+    from experiments.bench.optimizer_steps import BenchRow
+
+    def row(name, rounds, state=0):
+        return BenchRow(name, None, ms=list(rounds), state_bytes=state, round_ms=list(rounds))
+
+    adam = row("torch Adam (fused)", [10.0, 20.0, 30.0])
+    rows = [adam, row("torch Adam (foreach)", [40.0, 40.0, 40.0], state=200),
+            row("novograd", [12.0, 24.0, 39.0], state=100), row("sgd", [10.0, 10.0, 10.0]),
+            row("larc_sgd", [19.0, 17.0, 21.0])]
+    assert rows[2].ratio_to(adam) == pytest.approx(1.2)
+    results = {goal.row: (ratio, rounds) for goal, _, ratio, rounds in goal_results(rows)}
+    assert set(results) == {"novograd", "larc_sgd"}  # goals whose rows were not timed are left out
+    assert results["larc_sgd"][0] == pytest.approx(1.9) and results["novograd"][1] == pytest.approx([1.2, 1.2, 1.3])
+    text = goals_markdown(rows)
+    assert "**1.20×** (1.20, 1.20, 1.30) | met" in text
+    assert "**1.90×** (1.90, 1.70, 2.10) | missed" in text
+    assert "**0.500×** | met" in text
