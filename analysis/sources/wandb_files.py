@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import json
+import operator
 import os
 import re
 import time
@@ -40,6 +41,7 @@ __all__ = ["find_wandb_runs", "read_wandb_run", "wandb_run_key", "is_live", "is_
 _FOLDER = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-(.+)$")
 LIVE_SECONDS = 60  # an offline run whose file changed this recently, without an exit record, runs
 _NEVER_READ = frozenset((number << 3) | 2 for number in (4, 6, 7, 8, 9, 10, 11, 12, 13))  # output, files, stats, ...
+_NOT_OTHERS = np.array(sorted({HISTORY, SUMMARY, *_NEVER_READ}), dtype=np.uint8)  # the tags never parsed one by one
 
 
 def is_wandb_dir(path: Path) -> bool:
@@ -214,16 +216,26 @@ def _read_attempt(path: Path) -> _Attempt:
     from wandb.proto import wandb_internal_pb2 as pb
 
     found, tags = chunks(path)
-    rest = [(index, pb.Record.FromString(found[index])) for index, tag in enumerate(tags)
-            if tag != HISTORY and tag != SUMMARY and tag not in _NEVER_READ]
+    codes = np.frombuffer(tags, dtype=np.uint8)
+    rest = [(index, pb.Record.FromString(found[index]))
+            for index in np.flatnonzero(~np.isin(codes, _NOT_OTHERS)).tolist()]
     kinds = [record.WhichOneof("record_type") for _, record in rest]
     attempt = _Attempt(others=[record for (_, record), kind in zip(rest, kinds) if kind in ("run", "config", "exit")])
     for (index, _), kind in zip(rest, kinds):  # a history or summary written with its fields in another order
         if kind in ("history", "summary"):
             tags[index] = HISTORY if kind == "history" else SUMMARY
-    attempt.histories = [chunk for chunk, tag in zip(found, tags) if tag == HISTORY]
-    attempt.summaries = [chunk for chunk, tag in zip(found, tags) if tag == SUMMARY]
+    codes = np.frombuffer(tags, dtype=np.uint8)
+    attempt.histories = _pick(found, np.flatnonzero(codes == HISTORY))
+    attempt.summaries = _pick(found, np.flatnonzero(codes == SUMMARY))
     return attempt
+
+
+def _pick(items: list[bytes], indices: np.ndarray) -> list[bytes]:
+    """``[items[i] for i in indices]``, without a Python loop over thousands of records."""
+    if len(indices) == 0:
+        return []
+    picked = operator.itemgetter(*indices.tolist())(items)
+    return [picked] if len(indices) == 1 else list(picked)
 
 
 def read_wandb_run(folders: list[Path], run_map: Optional[RunMap] = None) -> RunData:

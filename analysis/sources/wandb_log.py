@@ -30,8 +30,8 @@ class WandbFileError(ValueError):
     """A .wandb file that is not one, or whose record checksums fail (the message names it)."""
 
 
-def chunks(path: Path) -> tuple[list[bytes], list[int]]:
-    """The serialized records of a .wandb file, in order, and each one's ``tag``: the first byte
+def chunks(path: Path) -> tuple[list[bytes], bytearray]:
+    """The serialized records of a .wandb file, in order, and each one's ``tag`` (a byte each): the first byte
     after its number (field 1, a varint, wandb's first field), which is the tag of the record's
     type for records as wandb writes them (``Record.history``: 0x12, ``Record.summary``: 0x1a),
     so that a reader parses only the records it needs (a run has thousands). A record cut short
@@ -43,7 +43,7 @@ def chunks(path: Path) -> tuple[list[bytes], list[int]]:
     # This loop runs once per record: its names are locals, and it does nothing it can leave out.
     unpack, crc32, type_crc = _RECORD.unpack_from, zlib.crc32, _TYPE_CRC
     out: list[bytes] = []
-    tags: list[int] = []
+    tags = bytearray()
     append, tag = out.append, tags.append
     offset, end, pending = _HEADER.size, len(data), b""
     while offset + 7 <= end:
