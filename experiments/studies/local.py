@@ -89,21 +89,31 @@ class LocalExecutor:
         running: dict[int, Process] = {}
         try:
             while queue or running:
-                while queue and len(running) < self.max_parallel:
+                ended = [index for index, process in running.items() if process.poll() is not None]
+                for index in ended:
+                    codes[index] = running.pop(index).returncode
+                while queue and len(running) < self.max_parallel:  # the freed slots first, then the records
                     index = queue.pop(0)
                     label = labels[index] if labels is not None else str(index)
                     running[index] = self._start(commands[index], env, self.log_dir / f"{label}.log")
-                for index, process in list(running.items()):
-                    if process.poll() is not None:
-                        del running[index]
-                        codes[index] = process.returncode
-                        on_done(index, process.returncode)
-                time.sleep(0.1)
+                for index in ended:
+                    on_done(index, codes[index])
+                if running and not ended:
+                    self._wait(0.1)
         except BaseException as error:  # Ctrl-C, or SystemExit from a SIGTERM handler: stop the runs
             _stop(running.values(), signal.SIGINT if isinstance(error, KeyboardInterrupt) else signal.SIGTERM)
             self.close()
             raise
         return [int(code) for code in codes]
+
+    def _wait(self, seconds: float) -> None:
+        """Wait ``seconds``, or less: a warm run's end (its worker's event) ends the wait at once,
+        so that its slot takes the next command at once. A process started cold is seen at the
+        next look."""
+        if self._worker is not None and self._worker.alive:
+            self._worker.collect(timeout=seconds)
+        else:
+            time.sleep(seconds)
 
     def close(self) -> None:
         """End the warm worker, if one is running (the next ``run`` starts another)."""

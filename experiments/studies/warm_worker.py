@@ -82,14 +82,17 @@ def serve(preload: Sequence[str] = PRELOAD) -> NoReturn:
     # it (and leave its pages shared) instead of traversing it at each run.
     gc.freeze()
     children: dict[int, int] = {}  # pid -> request id, until reaped
+    exits: dict[int, int] = {}  # pid -> a descriptor that becomes readable when the child ends
 
     def emit(event: dict[str, Any]) -> None:
         os.write(events, (json.dumps(event) + "\n").encode())
 
     pending = b""
     while True:
-        readable, _, _ = select.select([requests], [], [], _POLL_S)
-        if readable:
+        # A child's end wakes the loop at once (its pidfd), so that its slot is free again at once;
+        # without pidfds (not Linux) the loop looks every _POLL_S.
+        readable, _, _ = select.select([requests, *exits.values()], [], [], _POLL_S)
+        if requests in readable:
             chunk = os.read(requests, 1 << 16)
             if not chunk:  # the executor is done, or gone: the children die with this process
                 os._exit(0)
@@ -97,8 +100,11 @@ def serve(preload: Sequence[str] = PRELOAD) -> NoReturn:
             for line in lines:
                 request = json.loads(line)
                 if "start" in request:
-                    pid = _fork_run(request, close=(requests, events), sigint=sigint)
+                    pid = _fork_run(request, close=(requests, events, *exits.values()), sigint=sigint)
                     children[pid] = request["start"]
+                    exit_fd = _exit_descriptor(pid)
+                    if exit_fd is not None:
+                        exits[pid] = exit_fd
                     emit({"started": request["start"], "pid": pid})
                 elif "signal" in request:
                     for pid, run in children.items():  # not reaped yet: the pid is still this run's
@@ -108,8 +114,19 @@ def serve(preload: Sequence[str] = PRELOAD) -> NoReturn:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
+            if pid in exits:
+                os.close(exits.pop(pid))
             if pid in children:
                 emit({"ended": children.pop(pid), "code": os.waitstatus_to_exitcode(status)})
+
+
+def _exit_descriptor(pid: int) -> Optional[int]:
+    """A descriptor that ``select`` finds readable once child ``pid`` has ended (Linux's pidfd),
+    or None where there is none (the worker then polls)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _fork_run(request: dict[str, Any], *, close: Sequence[int], sigint: Any) -> int:

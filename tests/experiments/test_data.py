@@ -512,11 +512,11 @@ def test_builtin_digit_corpus_is_synthesised_once_and_cached(tmp_path, monkeypat
     monkeypatch.setenv("OPTBENCH_CACHE", str(cache))
     train, val = speech.builtin_corpus(tiny=True)
     files = list(cache.iterdir())
-    assert len(files) == 1 and files[0].name.startswith("asr-digits-") and files[0].suffix == ".pt"
+    assert len(files) == 1 and files[0].name.startswith("asr-digits-") and files[0].name.endswith("-frames.pt")
     stamp = files[0].stat().st_mtime_ns
 
     assert len(train) == 300 and len(val) == 60
-    for features, transcript in train + val:
+    for features, transcript in [*train, *val]:
         assert features.dtype == torch.float16 and features.shape[0] == speech.N_MELS
         assert features.shape[1] > 20  # at least 0.2 s of speech
         words = transcript.split(" ")
@@ -524,9 +524,32 @@ def test_builtin_digit_corpus_is_synthesised_once_and_cached(tmp_path, monkeypat
 
     again_train, again_val = speech.builtin_corpus(tiny=True)
     assert list(cache.iterdir()) == files and files[0].stat().st_mtime_ns == stamp  # not re-synthesised
-    for (x, y), (x2, y2) in zip(train + val, again_train + again_val):
+    for (x, y), (x2, y2) in zip([*train, *val], [*again_train, *again_val]):
         assert y == y2 and torch.equal(x, x2)
     assert len(again_train) == 300 and len(again_val) == 60
+
+
+def test_builtin_corpus_reads_the_older_cache_layout_once_and_stores_it_as_one_tensor(tmp_path, monkeypatch):
+    """A cache file of the older layout (a tensor per utterance) is read instead of synthesising
+    again, stored as the one-tensor ``-frames`` file and left in place for older versions; later
+    calls read the new file (with synthesis switched off, they still get the same numbers)."""
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(speech, "_synthesise", lambda kind, n, seed, split: [
+        (torch.full((speech.N_MELS, 3 + i % 5), float(i)).half(), f"u{i}") for i in range(n)])
+    speech.builtin_corpus(tiny=True)
+    (new,) = tmp_path.iterdir()
+    older = new.with_name(new.name.replace("-frames", ""))
+    old = {"train_x": [torch.arange(speech.N_MELS * 4.0).reshape(speech.N_MELS, 4).half()], "train_y": ["seven"],
+           "val_x": [torch.ones(speech.N_MELS, 2).half()], "val_y": ["one"]}
+    torch.save(old, older)
+    new.unlink()
+    train, val = speech.builtin_corpus(tiny=True)
+    assert new.is_file() and older.is_file()
+    assert [text for _, text in train] == ["seven"] and [text for _, text in val] == ["one"]
+    assert torch.equal(train[0][0], old["train_x"][0]) and torch.equal(val[0][0], old["val_x"][0])
+    monkeypatch.setattr(speech, "_synthesise", None)
+    again, _ = speech.builtin_corpus(tiny=True)
+    assert torch.equal(again[0][0], old["train_x"][0])
 
 
 def test_the_digits_are_cached_and_read_back_without_scikit_learn(tmp_path, monkeypatch):
