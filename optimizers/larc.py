@@ -170,7 +170,7 @@ class LARC(Optimizer):
             )
             scales.update(zip(params, group_scales))
             sq_norms.update(zip(params, group_sq_norms))
-        if sgd_path == "sgd_kernel" and _sgd_kernel_steps(self.optimizer, scales):
+        if sgd_path == "sgd_kernel" and _larc_sgd_kernel_steps(self.optimizer, scales):
             return loss
         fold = getattr(self.optimizer, "step_with_grad_scale", None)
         if fold is not None:
@@ -226,7 +226,7 @@ class LARC(Optimizer):
         return paths.pop() if len(paths) == 1 and paths <= {"triton", "sgd_kernel"} else None
 
 
-def _sgd_kernel_steps(optimizer: Optimizer, scales: dict[Tensor, Tensor]) -> bool:
+def _larc_sgd_kernel_steps(optimizer: Optimizer, scales: dict[Tensor, Tensor]) -> bool:
     r"""LARC over ``torch.optim.SGD`` in torch's fused SGD kernel on the CPU, one call per tensor,
     with ``p.grad`` left as it was; False (nothing changed) where a factor s is not finite and
     positive, and SGD then steps on rescaled gradients.

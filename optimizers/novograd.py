@@ -314,8 +314,9 @@ def novograd(
     """Functional NovoGrad over tensors that all take their ``step``-th step (see ``NovoGrad``).
 
     Step-dependent factors are computed here, on the host, once per call; every path below
-    shares them: the single-tensor reference, multi-tensor ``foreach``, and the fused ones (the
-    Triton kernels, the C++ CPU kernel, the reference under ``torch.compile``), chosen by
+    shares them: the single-tensor reference, multi-tensor ``foreach`` and ``sgd_kernel`` (torch's
+    fused SGD kernel per tensor, the CPU default), and the fused ones (the Triton kernels, the C++
+    CPU kernel, the reference under ``torch.compile``), chosen by
     ``optimizers.dispatch``. ``larc`` (``eta``, ``mode``, ``eps``, ``min_update``) asks a fused
     kernel to compute LARC's factor itself; only those can (see ``NovoGrad.fuses_larc``).
     Complex tensors are stepped as their real views. A tensor ``lr`` (1 element) is read inside

@@ -19,7 +19,7 @@ sections=(
     "tests|Tests|the number of tests, from pytest's collection (seconds)"
     "test-suite|Test suite on a fresh clone|scripts/setup.sh and scripts/test.sh on a fresh clone of HEAD (~10 min)"
     "test-parts|Triton and SLURM tests|the Triton-interpreter and SLURM-cluster tests on their own (~2 min)"
-    "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, 5 rounds, the goals, the fused kernel's cold build (~8 min)"
+    "optimizers|Optimizer step on a CPU|optbench bench optimizers with the peers, 5 rounds, the goals (also into the README; MEASURE_OTHER_TORCH=PYTHON: again on that torch), the fused kernel's cold build (~8 min)"
     "gpu|GPU|the CUDA optimizer step and each large task against a bare loop (needs a CUDA device; not in the default set)"
     "harness|Harness|optbench bench harness, default vision and tiny lm/asr; foreach for the torch baselines on a CPU (~25 min)"
     "analysis|Analysis speed|optbench bench analysis, 1000 runs x 5000 logged steps: stages, the whole optbench analyze command, foreign wandb runs (~8 min)"
@@ -113,7 +113,18 @@ section_optimizers() {
     echo
     echo "Goals (what the ratios mean: [Benchmarks](benchmarks.md#goals-on-a-cpu)):"
     echo
-    sed -n '/^| goal |/,$p' "$work/bench" | grep '^|'
+    sed -n '/^| goal |/,$p' "$work/bench" | grep '^|' > "$work/goals.md"
+    cat "$work/goals.md"
+    if [ -n "${MEASURE_OTHER_TORCH:-}" ]; then  # a Python with another torch and optbench's requirements
+        local other
+        other=$("$MEASURE_OTHER_TORCH" -c 'import torch; print(torch.__version__)')
+        PYTHONPATH="$PWD" "$MEASURE_OTHER_TORCH" -m experiments.cli bench optimizers --rounds 5 --no-peers \
+            --markdown > "$work/other"
+        { echo; echo "The same goals on torch $other (\`MEASURE_OTHER_TORCH=PYTHON\`, without the peer rows):"; echo
+          sed -n '/^| goal |/,$p' "$work/other" | grep '^|'; } | tee -a "$work/goals.md"
+    fi
+    { echo "On torch $("$py" -c 'import torch; print(torch.__version__)'):"; echo; cat "$work/goals.md"; } > "$work/readme-goals.md"
+    write_block README.md optimizer-goals "$work/readme-goals.md"
     TORCH_EXTENSIONS_DIR="$work/extensions" "$optbench" bench optimizers --rounds 1 --steps 2 --warmup 1 \
         --only "novograd (fused)" --no-peers --markdown > "$work/cold"
     echo
