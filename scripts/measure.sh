@@ -27,7 +27,7 @@ sections=(
     "demo|The demo|optbench demo: time, runs, findings, paper table (~7 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
-    "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds (~12 min)"
+    "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds; demo, 1 round (~26 min)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~40 min)"
     "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
@@ -233,7 +233,7 @@ section_fixed_cost() {  # a study with and without warm workers: what a run cost
     "$py" - "$optbench" "$work/fixed-cost" <<'PY'
 import json, pathlib, statistics, subprocess, sys, time
 optbench, work = sys.argv[1], pathlib.Path(sys.argv[2])
-studies = [("quick", ["trainer.max_steps=15"], 3)]  # (study, overrides, rounds)
+studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 1)]  # (study, overrides, rounds)
 print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 summary = []
