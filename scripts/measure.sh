@@ -28,7 +28,7 @@ sections=(
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
     "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds; demo, 1 round (~26 min)"
-    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~40 min)"
+    "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~8 min)"
     "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
 field() { local entry; for entry in "${sections[@]}"; do [ "${entry%%|*}" = "$1" ] && { cut -d'|' -f"$2" <<<"$entry"; return; }; done; }
