@@ -46,7 +46,7 @@ __all__ = ["PRELOAD", "WarmWorker", "WarmRun", "warm_module", "serve"]
 
 # What `optbench train` imports: the worker imports it once, its children never again.
 PRELOAD = ("experiments.cli", "experiments.commands", "experiments.train")
-_POLL_S = 0.05  # how often the worker looks for ended children between requests
+_POLL_S = 0.05  # how often the worker looks for ended children where it has no pidfds (not Linux)
 
 
 def warm_module(command: Sequence[str]) -> Optional[tuple[str, list[str]]]:
