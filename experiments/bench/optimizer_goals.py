@@ -48,8 +48,7 @@ def goal_results(rows: list[BenchRow]) -> list[tuple[Goal, str, float, list[floa
         row, base = by_name.get(goal.row), by_name.get(reference) if reference else None
         if row is None or base is None:
             continue
-        per_round = [a / b for a, b in zip(row.round_ms, base.round_ms)]
-        results.append((goal, base.name, row.ratio_to(base), per_round))
+        results.append((goal, base.name, row.ratio_to(base), row.round_ratios(base)))
     return results
 
 

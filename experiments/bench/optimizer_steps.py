@@ -74,13 +74,19 @@ class BenchRow:
     def median_ms(self) -> float:
         return statistics.median(self.ms)
 
+    def round_ratios(self, reference: "BenchRow") -> list[float]:
+        """This row's median step over ``reference``'s, round by round (empty where the two were
+        not timed in the same rounds: a bandwidth floor is timed once)."""
+        if len(self.round_ms) != len(reference.round_ms):
+            return []
+        return [a / b for a, b in zip(self.round_ms, reference.round_ms)]
+
     def ratio_to(self, reference: "BenchRow") -> float:
         """This row's step time over ``reference``'s, paired by round: the median of the rounds'
         ratios, so that the machine's drift between rounds (±20% here) cancels in each ratio. A
         row timed once (a bandwidth floor) is divided by the reference's median."""
-        if len(self.round_ms) != len(reference.round_ms) or not self.round_ms:
-            return self.median_ms / reference.median_ms
-        return statistics.median(a / b for a, b in zip(self.round_ms, reference.round_ms))
+        ratios = self.round_ratios(reference)
+        return statistics.median(ratios) if ratios else self.median_ms / reference.median_ms
 
 
 # The peer implementations: (module, the package's name on PyPI), installed by the ``bench`` extra.
