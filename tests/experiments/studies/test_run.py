@@ -110,6 +110,26 @@ def _typed(run: dict, study_dir: Path) -> list[str]:
             f"optimizer.name={run['optimizer.name']}", f"optimizer.lr={run['optimizer.lr']}"]
 
 
+def _stopped_while_training(run: Path) -> bool:
+    """SIGSTOP the process training ``run`` (its lock's holder), so that it cannot finish before
+    the study is killed; True if it was stopped unfinished, else (it ended meanwhile) False, with
+    the process let go on."""
+    holder = RunStore(run).lock.holder()
+    if holder is None:
+        return False
+    try:
+        os.kill(holder["pid"], signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    if RunStore(run).is_finished():
+        try:
+            os.kill(holder["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        return False
+    return True
+
+
 @pytest.mark.slow
 def test_kill_9_of_a_running_study_then_resume_ends_as_the_uninterrupted_study(finished_study, spec_path,
                                                                               tmp_path) -> None:
@@ -122,12 +142,12 @@ def test_kill_9_of_a_running_study_then_resume_ends_as_the_uninterrupted_study(f
         runs = find_runs(study_dir) if study_dir.exists() else []
         finished = [r for r in runs if RunStore(r).is_finished()]
         training = [r for r in runs if not RunStore(r).is_finished() and any(RunStore(r).rows())]
-        if finished and training:
+        if finished and training and _stopped_while_training(training[0]):
             break
         time.sleep(0.2)
     else:
         pytest.fail("the study never got to its second run")
-    os.kill(process.pid, signal.SIGKILL)
+    os.kill(process.pid, signal.SIGKILL)  # the stopped run dies with the study, unfinished
     process.wait()
     # its run dies with it (a zombie until the system reaps it, which the lock counts as alive)
     assert wait_until(lambda: all(RunStore(r).status() != "running" for r in find_runs(study_dir)), 20)
