@@ -14,7 +14,7 @@ from .behaviour import set_mode
 from .dispatch import implementation
 from .hyperparameters import check_eta, check_hyperparameters
 from .learning_rate import scalar_lr
-from .norms import stacked_norms
+from .norms import stacked_norms, stacked_sq_norms
 from .wrapping import closure_loss, load_with_hooks, unhooked_step
 
 __all__ = ["LARC", "check_larc_options", "larc_grad_scales", "warn_if_clipping_with_larc"]
@@ -315,7 +315,8 @@ def larc_grad_scales(
     factors cost a handful of kernels, not a handful per tensor.
     """
     lr = scalar_lr(lr)  # a [1] or [1, 1] tensor rate divides like a float
-    grad_norms = stacked_norms(grads)
+    grad_sq_norms = stacked_sq_norms(grads)
+    grad_norms = grad_sq_norms.sqrt()
     if adapt:
         weight_norms = stacked_norms(params)
         ratios = eta * weight_norms / (grad_norms + eps)
@@ -327,7 +328,7 @@ def larc_grad_scales(
         scales = torch.where((weight_norms > 0) & (grad_norms > 0), ratios, torch.ones_like(ratios))
     else:
         scales = torch.ones_like(grad_norms)
-    return list(grad_norms.square().unbind(0)), list(scales.unbind(0))
+    return list(grad_sq_norms.unbind(0)), list(scales.unbind(0))
 
 
 def warn_if_clipping_with_larc(optimizer: Optimizer, gradient_clip_val: Optional[float]) -> bool:

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .hyperparameters import check_hyperparameters
+from .norms import stacked_sq_norms
 
 __all__ = ["NovoGrad", "novograd"]
 
@@ -528,9 +529,7 @@ def _multi_tensor_novograd(
 
     # The per-tensor scalars (‖g‖², v, the denominators) as one stacked vector each: a few small
     # kernels, where a multi-tensor op per quantity costs microseconds per tensor.
-    sq_norms = torch.stack(torch._foreach_norm(grads, 2) if grad_sq_norms is None else grad_sq_norms)
-    if grad_sq_norms is None:
-        sq_norms.square_()
+    sq_norms = stacked_sq_norms(grads) if grad_sq_norms is None else torch.stack(grad_sq_norms)
     scales = torch.stack(grad_scales) if grad_scales is not None else None
     if scales is not None:
         sq_norms = sq_norms * scales.square()

@@ -27,7 +27,7 @@ sections=(
     "demo|The demo|optbench demo: time, runs, findings, paper table (~7 min)"
     "task-budgets|Task budgets|scripts/task_budgets.sh: NovoGrad, AdamW, SGD on each default-size task (~25 min)"
     "studies|Built-in studies|wall time of quick, stability, paper-table, bs-scaling-lm, bs-scaling-asr (~30 min)"
-    "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds; demo, 1 round (~26 min)"
+    "fixed-cost|Per-run fixed cost|quick with and without warm workers, 3 paired rounds; demo, 1 round (~26 min; MEASURE_BEFORE=COMMIT: also that commit's optbench, ~20 min more)"
     "bs-scaling-vision|bs-scaling-vision|wall time and the steps-to-target table of bs-scaling-vision (~8 min)"
     "claims|Paper claims|claims-lr and claims-scaling, then optbench claims: wall times and verdicts, also into the README (~45 min)"
 )
@@ -52,7 +52,7 @@ bash scripts/setup.sh
 py=.venv/bin/python
 optbench=$PWD/.venv/bin/optbench
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; git worktree prune' EXIT
 export COLUMNS=150  # rich tables at full width in a pipe
 
 human() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
@@ -229,35 +229,57 @@ section_fixed_cost() {  # a study with and without warm workers: what a run cost
     echo "first, each time into a new directory, \`--max-parallel 2\`. Fixed cost per run = (2 × the study's wall"
     echo "time − Σ its runs' \`wall_time_s\`) / runs: what a run costs besides its training (starting,"
     echo "importing, building, exiting)."
+    local before=""
+    if [ -n "${MEASURE_BEFORE:-}" ]; then  # an older optbench to compare with: a commit
+        before="$work/before"
+        git worktree add -q --detach "$before" "$MEASURE_BEFORE"
+        echo "With \`MEASURE_BEFORE=$MEASURE_BEFORE\`, each study is also run by optbench at commit" \
+             "\`$(git rev-parse --short=12 "$MEASURE_BEFORE")\` (its own code on \`PYTHONPATH\`, this" \
+             "environment), in the same rounds: the before column and before / warm."
+    fi
     echo
-    "$py" - "$optbench" "$work/fixed-cost" <<'PY'
-import json, pathlib, statistics, subprocess, sys, time
-optbench, work = sys.argv[1], pathlib.Path(sys.argv[2])
+    "$py" - "$optbench" "$work/fixed-cost" "$before" <<'PY'
+import json, os, pathlib, statistics, subprocess, sys, time
+optbench, work, before = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
 studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 1)]  # (study, overrides, rounds)
-print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+modes = ("warm", "cold", "before") if before else ("warm", "cold")
+print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |"
+      + (" before: wall | before / warm |" if before else ""))
+print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if before else ""))
 summary = []
 for study, overrides, rounds in studies:
-    speedups, costs = [], {"warm": [], "cold": []}
+    speedups, costs, from_before = [], {"warm": [], "cold": []}, []
     for round in range(rounds):
         measured = {}
-        for mode in (("warm", "cold") if round % 2 == 0 else ("cold", "warm")):
+        for mode in (modes if round % 2 == 0 else modes[::-1]):
             out = work / f"{study}-{round}-{mode}"
             options = [] if mode == "warm" else ["--executor-options", "warm=false"]
+            command, env = [optbench], None
+            if mode == "before":  # that commit's CLI, which had no warm workers
+                command, options = [sys.executable, "-m", "experiments.cli"], []
+                env = {**os.environ, "PYTHONPATH": before}
             start = time.perf_counter()
-            subprocess.run([optbench, "study", "run", study, f"out_dir={out}", *overrides, "--max-parallel", "2",
-                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run([*command, "study", "run", study, f"out_dir={out}", *overrides, "--max-parallel", "2",
+                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             wall = time.perf_counter() - start
+            if mode == "before":
+                measured[mode] = (wall,)
+                continue
             trained = [json.loads(p.read_text())["wall_time_s"] for p in out.glob(f"{study}/*/summary.json")]
             measured[mode] = (wall, (2 * wall - sum(trained)) / len(trained), len(trained))
             costs[mode].append(measured[mode][1])
         speedups.append(measured["cold"][0] / measured["warm"][0])
-        print(f"| `{study}` ({measured['warm'][2]} runs) | {round + 1} | {measured['warm'][0]:.1f} s | "
-              f"{measured['warm'][1]:.2f} s | {measured['cold'][0]:.1f} s | {measured['cold'][1]:.2f} s | "
-              f"{speedups[-1]:.2f}× |")
+        row = (f"| `{study}` ({measured['warm'][2]} runs) | {round + 1} | {measured['warm'][0]:.1f} s | "
+               f"{measured['warm'][1]:.2f} s | {measured['cold'][0]:.1f} s | {measured['cold'][1]:.2f} s | "
+               f"{speedups[-1]:.2f}× |")
+        if before:
+            from_before.append(measured["before"][0] / measured["warm"][0])
+            row += f" {measured['before'][0]:.1f} s | {from_before[-1]:.2f}× |"
+        print(row)
     summary.append(f"- `{study}`: warm workers **{statistics.median(speedups):.2f}×** faster (median of the rounds); "
                    f"fixed cost per run {statistics.median(costs['warm']):.2f} s warm, "
-                   f"{statistics.median(costs['cold']):.2f} s cold.")
+                   f"{statistics.median(costs['cold']):.2f} s cold"
+                   + (f"; **{statistics.median(from_before):.2f}×** faster than the optbench before." if before else "."))
 print()
 print("\n".join(summary))
 PY
