@@ -254,13 +254,14 @@ for study, overrides, rounds in studies:
         for mode in (modes if round % 2 == 0 else modes[::-1]):
             out = work / f"{study}-{round}-{mode}"
             options = [] if mode == "warm" else ["--executor-options", "warm=false"]
-            command, env = [optbench], None
-            if mode == "before":  # that commit's CLI, which had no warm workers
-                command, options = [sys.executable, "-m", "experiments.cli"], []
+            command, env, cwd = [optbench], None, None
+            if mode == "before":  # that commit's CLI, which had no warm workers; -m imports from cwd first
+                command, options, cwd = [sys.executable, "-m", "experiments.cli"], [], before
                 env = {**os.environ, "PYTHONPATH": before}
             start = time.perf_counter()
             subprocess.run([*command, "study", "run", study, f"out_dir={out}", *overrides, "--max-parallel", "2",
-                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                           cwd=cwd)
             wall = time.perf_counter() - start
             if mode == "before":
                 measured[mode] = (wall,)
