@@ -235,7 +235,8 @@ section_fixed_cost() {  # a study with and without warm workers: what a run cost
         git worktree add -q --detach "$before" "$MEASURE_BEFORE"
         echo "With \`MEASURE_BEFORE=$MEASURE_BEFORE\`, each study is also run by optbench at commit" \
              "\`$(git rev-parse --short=12 "$MEASURE_BEFORE")\` (its own code on \`PYTHONPATH\`, this" \
-             "environment), in the same rounds: the before column and before / warm."
+             "environment), in the same rounds. Its studies may plan other runs than today's, so the" \
+             "comparison is per run: (its wall time / its runs) / (the warm wall time / the warm runs)."
     fi
     echo
     "$py" - "$optbench" "$work/fixed-cost" "$before" <<'PY'
@@ -244,13 +245,13 @@ optbench, work, before = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
 studies = [("quick", ["trainer.max_steps=15"], 3), ("demo", [], 1)]  # (study, overrides, rounds)
 modes = ("warm", "cold", "before") if before else ("warm", "cold")
 print("| study | round | warm: wall | warm: fixed cost / run | cold: wall | cold: fixed cost / run | cold / warm |"
-      + (" before: wall | before / warm |" if before else ""))
-print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if before else ""))
+      + (" before: runs, wall | before: fixed cost / run | before / warm, per run |" if before else ""))
+print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if before else ""))
 summary = []
 for study, overrides, rounds in studies:
-    speedups, costs, from_before = [], {"warm": [], "cold": []}, []
+    speedups, costs, from_before = [], {mode: [] for mode in modes}, []
     for round in range(rounds):
-        measured = {}
+        measured = {}  # mode -> (wall, fixed cost per run, runs)
         for mode in (modes if round % 2 == 0 else modes[::-1]):
             out = work / f"{study}-{round}-{mode}"
             options = [] if mode == "warm" else ["--executor-options", "warm=false"]
@@ -263,24 +264,23 @@ for study, overrides, rounds in studies:
                             *options], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                            cwd=cwd)
             wall = time.perf_counter() - start
-            if mode == "before":
-                measured[mode] = (wall,)
-                continue
             trained = [json.loads(p.read_text())["wall_time_s"] for p in out.glob(f"{study}/*/summary.json")]
             measured[mode] = (wall, (2 * wall - sum(trained)) / len(trained), len(trained))
             costs[mode].append(measured[mode][1])
-        speedups.append(measured["cold"][0] / measured["warm"][0])
-        row = (f"| `{study}` ({measured['warm'][2]} runs) | {round + 1} | {measured['warm'][0]:.1f} s | "
-               f"{measured['warm'][1]:.2f} s | {measured['cold'][0]:.1f} s | {measured['cold'][1]:.2f} s | "
-               f"{speedups[-1]:.2f}× |")
-        if before:
-            from_before.append(measured["before"][0] / measured["warm"][0])
-            row += f" {measured['before'][0]:.1f} s | {from_before[-1]:.2f}× |"
+        warm, cold = measured["warm"], measured["cold"]
+        speedups.append(cold[0] / warm[0])
+        row = (f"| `{study}` ({warm[2]} runs) | {round + 1} | {warm[0]:.1f} s | {warm[1]:.2f} s | {cold[0]:.1f} s | "
+               f"{cold[1]:.2f} s | {speedups[-1]:.2f}× |")
+        if before:  # that commit's study may plan other runs: compare the wall time per run
+            old = measured["before"]
+            from_before.append((old[0] / old[2]) / (warm[0] / warm[2]))
+            row += f" {old[2]}, {old[0]:.1f} s | {old[1]:.2f} s | {from_before[-1]:.2f}× |"
         print(row)
     summary.append(f"- `{study}`: warm workers **{statistics.median(speedups):.2f}×** faster (median of the rounds); "
                    f"fixed cost per run {statistics.median(costs['warm']):.2f} s warm, "
                    f"{statistics.median(costs['cold']):.2f} s cold"
-                   + (f"; **{statistics.median(from_before):.2f}×** faster than the optbench before." if before else "."))
+                   + (f"; **{statistics.median(from_before):.2f}×** faster per run than the optbench before, whose fixed "
+                      f"cost per run was {statistics.median(costs['before']):.2f} s." if before else "."))
 print()
 print("\n".join(summary))
 PY
