@@ -24,6 +24,8 @@ def stacked_sq_norms(tensors: list[Tensor]) -> Tensor:
     against a float64 sum is about 6e-7 where the norm's is about 4e-5. Elsewhere (GPUs, other
     dtypes, strided tensors) one multi-tensor ``torch._foreach_norm`` does it.
     """
+    if not tensors:
+        return torch.empty(0)
     tensors = [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     if all(t.device.type == "cpu" and t.dtype in _DOT_DTYPES and t.is_contiguous() for t in tensors):

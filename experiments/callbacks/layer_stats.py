@@ -20,6 +20,7 @@ from experiments.callbacks.metric_rows import MetricRows
 from experiments.callbacks.peak_memory import TrainingPeakMemory
 from experiments.callbacks.steps import ended_optimizer_step
 from optimizers.behaviour import trust_ratios
+from optimizers.norms import stacked_norms
 
 __all__ = ["LayerStatistics"]
 
@@ -50,8 +51,8 @@ class LayerStatistics(pl.Callback):
             return
         named = [(n, p) for n, p in pl_module.named_parameters() if p.grad is not None]
         params = [p for _, p in named]
-        grad_norms = torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float32)
-        weight_norms = torch._foreach_norm(params, 2, dtype=torch.float32)
+        grad_norms = stacked_norms([p.grad for p in params]).tolist()
+        weight_norms = stacked_norms(params).tolist()
         trust = trust_ratios(optimizer, params)
         self.memory.pause()
         self._weights_before = [p.detach().clone() for p in params]
@@ -68,7 +69,7 @@ class LayerStatistics(pl.Callback):
             return
         params = [p for _, p in pl_module.named_parameters() if p.grad is not None]
         deltas = torch._foreach_sub([p.detach() for p in params], self._weights_before)
-        update_norms = torch._foreach_norm(deltas, 2, dtype=torch.float32)
+        update_norms = stacked_norms(deltas).tolist()
         for row, u in zip(self._rows, update_norms):
             row["update_norm"] = float(u)
             row["update_ratio"] = float(u) / row["weight_norm"] if row["weight_norm"] > 0 else None

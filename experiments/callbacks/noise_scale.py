@@ -28,6 +28,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from optimizers.norms import stacked_sq_norms
+
 __all__ = ["NoiseScaleEstimator", "GradientNoiseScale"]
 
 
@@ -108,15 +110,14 @@ class GradientNoiseScale(pl.Callback):
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         grads = [p.grad.detach().float() for p in pl_module.parameters() if p.grad is not None]
         micro = grads if self._previous is None else torch._foreach_sub(grads, self._previous)
-        norms = torch._foreach_norm(micro, 2)
-        self._small_sq.append(torch.stack(norms).square().sum() * self.accumulate ** 2)
+        self._small_sq.append(stacked_sq_norms(micro).sum() * self.accumulate ** 2)
         self._previous = [g.clone() for g in grads]
 
     @torch.no_grad()
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad.detach().float() for p in pl_module.parameters() if p.grad is not None]
-        big_sq = float(torch.stack(torch._foreach_norm(grads, 2)).square().sum())
+        big_sq = float(stacked_sq_norms(grads).sum())
         # Micro-batch gradients were read before the AMP unscale; the step's gradient after it.
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         scale_sq = float(scaler.get_scale()) ** 2 if scaler is not None else 1.0

@@ -57,3 +57,9 @@ def test_mixed_and_complex_tensors() -> None:
     sums = stacked_sq_norms(tensors)
     assert sums.dtype == torch.float64
     assert sums.tolist() == [25.0, 1.0, 10.0]
+
+
+def test_no_tensors_give_an_empty_stack() -> None:
+    """A model with no gradients this step (all frozen) has no norms, not an error."""
+    assert stacked_sq_norms([]).shape == (0,)
+    assert stacked_norms([]).tolist() == []
