@@ -28,10 +28,10 @@ def stacked_sq_norms(tensors: list[Tensor]) -> Tensor:
     if not tensors:
         return torch.empty(0)
     tensors = [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     if all(t.device.type == "cpu" and t.dtype in _DOT_DTYPES and t.is_contiguous() for t in tensors):
         flat = [t.view(-1) for t in tensors]
-        return torch.stack([torch.dot(f, f) for f in flat]).to(dtype)
+        return torch.stack([torch.dot(f, f) for f in flat])  # stacking promotes to float64 if any is
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=dtype)).square_()
 
 
